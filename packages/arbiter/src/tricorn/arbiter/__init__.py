@@ -1,0 +1,1 @@
+"""tricorn.arbiter — not built yet; see docs/status.md."""

@@ -1,0 +1,1 @@
+"""tricorn.asgi — not built yet; see docs/status.md."""

@@ -1,0 +1,179 @@
+/* tricorn_http.h -- the C API of tricorn-core, and (verbatim) the cffi cdef.
+ *
+ * Plain declarations only: no #include, no macros, no function bodies, because cffi parses this
+ * file. Fixed-width integer types come from <stdint.h>, which tricorn_http.c includes first.
+ *
+ * Invariants every entry point keeps:
+ *   - no callbacks: one call consumes everything that is available and writes its results into
+ *     caller-owned structs and buffers, which the caller reuses;
+ *   - incremental: the same bytes split at any points give the same result, and every input byte is
+ *     looked at a bounded number of times, so a client that sends one byte at a time costs linear work;
+ *   - strict: ambiguous framing and malformed syntax are errors with an HTTP status hint, never repaired.
+ *     Leniency exists only as TC_OPT_* bits, all off by default;
+ *   - every limit is checked before the bytes it guards are accepted.
+ */
+
+/* --- limits and options (one struct per server, shared by all its connections) ----------------- */
+
+enum {
+    TC_OPT_UNFOLD = 1,        /* obs-fold: join a folded field line with one SP instead of 400 */
+    TC_OPT_ANY_METHOD = 2,    /* accept any token as method, not only conventional upper-case ones */
+    TC_OPT_HOST_OPTIONAL = 4  /* do not require a Host field in HTTP/1.1 requests */
+};
+
+typedef struct tc_limits {
+    uint32_t max_request_line;  /* request-line bytes without CRLF; longer: 414 */
+    uint32_t max_fields;        /* header (or trailer) field lines; more: 431 */
+    uint32_t max_field_size;    /* one field line without CRLF; longer: 431 */
+    uint32_t max_head_size;     /* the whole head (or trailer section) with CRLFs; larger: 431 */
+    uint64_t max_body_size;     /* Content-Length or decoded chunked total; 0 = no limit; larger: 413 */
+    uint32_t max_chunk_line;    /* one chunk-size line with its extensions, without CRLF; longer: 400 */
+    uint32_t max_chunk_ext;     /* chunk-extension bytes in one message; more: 400 */
+    uint32_t options;           /* TC_OPT_* bits */
+} tc_limits;
+
+/* --- errors: a code, an HTTP status hint, an offset -------------------------------------------- */
+
+enum tc_error {
+    TC_OK = 0,
+    TC_E_REQUEST_LINE,        /* malformed request line */
+    TC_E_METHOD,              /* method is not a (conventional) token */
+    TC_E_TARGET,              /* request-target has a byte or form that is not allowed */
+    TC_E_VERSION,             /* malformed HTTP-version */
+    TC_E_VERSION_UNSUPPORTED, /* well-formed but not HTTP/1.0 or HTTP/1.1 (505) */
+    TC_E_REQUEST_LINE_TOO_LONG, /* (414) */
+    TC_E_BARE_LF,             /* a line ended in LF without CR */
+    TC_E_BARE_CR,             /* a CR not followed by LF */
+    TC_E_CTL,                 /* a control byte where none may stand */
+    TC_E_FIELD_NAME,          /* field name empty or not a token, or whitespace before the colon */
+    TC_E_FIELD_VALUE,         /* field value with a forbidden byte */
+    TC_E_NO_COLON,            /* field line without a colon */
+    TC_E_LEADING_WHITESPACE,  /* whitespace before the first field line */
+    TC_E_OBS_FOLD,            /* obsolete line folding */
+    TC_E_TOO_MANY_FIELDS,     /* (431) */
+    TC_E_FIELD_TOO_LARGE,     /* (431) */
+    TC_E_HEAD_TOO_LARGE,      /* (431) */
+    TC_E_HOST_MISSING,        /* HTTP/1.1 without Host */
+    TC_E_HOST_DUPLICATE,
+    TC_E_HOST_INVALID,
+    TC_E_DUPLICATE_FIELD,     /* a singleton field (Content-Type, ...) twice */
+    TC_E_CONTENT_LENGTH,      /* not 1*DIGIT, a list, repeated, or overflowing */
+    TC_E_CL_AND_TE,           /* both Content-Length and Transfer-Encoding */
+    TC_E_TE_NOT_CHUNKED,      /* Transfer-Encoding whose final coding is not chunked */
+    TC_E_TE_CHUNKED_TWICE,
+    TC_E_TE_UNKNOWN,          /* a transfer coding we do not know (501) */
+    TC_E_TE_INVALID,          /* malformed Transfer-Encoding list */
+    TC_E_TE_HTTP10,           /* Transfer-Encoding in an HTTP/1.0 request */
+    TC_E_EXPECT,              /* an expectation other than 100-continue (417) */
+    TC_E_BODY_TOO_LARGE,      /* (413) */
+    TC_E_CHUNK_SIZE,          /* chunk-size not 1*HEXDIG, or overflowing */
+    TC_E_CHUNK_EXT,           /* malformed chunk extension */
+    TC_E_CHUNK_EXT_TOO_LONG,
+    TC_E_CHUNK_DATA_END,      /* chunk data not followed by exactly CRLF */
+    TC_E_TRAILER_FORBIDDEN,   /* a trailer field that may not be sent as a trailer */
+    TC_E__COUNT
+};
+
+const char *tc_error_name(int code);   /* machine-readable reason, e.g. "bad_content_length" */
+int tc_error_status(int code);         /* HTTP status hint: 400, 413, 414, 417, 431, 501, 505 */
+
+/* --- request heads (and trailer sections) -------------------------------------------------------- */
+
+enum {
+    TC_F_HTTP11 = 1,              /* HTTP/1.1 (else HTTP/1.0) */
+    TC_F_KEEP_ALIVE = 2,          /* the connection may persist after this request */
+    TC_F_CHUNKED = 4,             /* body framed by chunked transfer coding */
+    TC_F_LENGTH = 8,              /* body framed by Content-Length (content_length bytes, may be 0) */
+    TC_F_EXPECT_CONTINUE = 16,    /* Expect: 100-continue in an HTTP/1.1 request */
+    TC_F_UPGRADE = 32,            /* Upgrade field present and "upgrade" listed in Connection */
+    TC_F_CONN_CLOSE = 64,         /* "close" listed in Connection */
+    TC_F_CONN_KEEP_ALIVE = 128,   /* "keep-alive" listed in Connection */
+    TC_F_UPGRADE_FIELD = 256,     /* an Upgrade field is present */
+    TC_F_ABSOLUTE_FORM = 512,     /* request-target in absolute-form */
+    TC_F_ASTERISK_FORM = 1024,    /* OPTIONS * */
+    TC_F_AUTHORITY_FORM = 2048,   /* CONNECT host:port */
+    TC_F_UNDERSCORE_NAME = 4096,  /* some field name contains "_" (CGI/WSGI name collisions) */
+    TC_F_HOST = 8192,             /* a Host field is present */
+    TC_F_TE_FIELD = 16384         /* a Transfer-Encoding field is present */
+};
+
+typedef struct tc_head {
+    /* set once by the caller, kept across heads */
+    const tc_limits *limits;
+    /* results, valid once tc_parse_head returned > 0 */
+    uint32_t flags;           /* TC_F_* */
+    uint32_t nfields;         /* field lines written to out */
+    uint64_t content_length;  /* with TC_F_LENGTH */
+    uint32_t out_len;         /* bytes written to out */
+    /* error details, valid once tc_parse_head returned < 0 */
+    uint32_t error;           /* enum tc_error */
+    uint32_t error_offset;    /* offset in buf where the error was found */
+    /* incremental state, kept between calls while a head is incomplete */
+    uint32_t stage;           /* 0 = new, 1 = request line, 2 = field lines, 3 = trailer lines, 4 = done */
+    uint32_t start;           /* offset in buf where this head begins */
+    uint32_t pos;             /* start of the first line not yet parsed */
+    uint32_t scan;            /* how far the current line has been searched for LF */
+    uint32_t cl_count;
+    uint32_t seen;            /* internal bits: singleton fields seen */
+    uint32_t te_state;        /* internal: transfer-coding list state */
+    uint32_t list_at;         /* internal: offset in out of the field list's count */
+    uint32_t last_field;      /* internal: offset in out of the last value (for unfolding) */
+} tc_head;
+
+/* The size of the out buffer that tc_parse_head and tc_parse_trailers need for these limits. */
+size_t tc_head_out_size(const tc_limits *limits);
+
+/* Parse a request head from buf[start:len]. While the result is 0, call again with the same buffer
+ * grown by new bytes (start is then ignored). A head that completed or failed is forgotten by the next
+ * call, which begins a new head at start; a zeroed struct (but for limits) also begins a new head.
+ *
+ * out (tc_head_out_size(limits) bytes) is scratch space that may be shared by many heads: it is only
+ * meaningful after a call that returned > 0, and only until the next call that uses it. A head that
+ * arrives in several pieces is validated line by line as its lines arrive and written out in full
+ * once it is complete, so each byte is parsed at most twice.
+ *
+ * The result is written to out in Python's marshal format (read by marshal.loads, which builds every
+ * object in one C call): the tuple
+ *     (method: bytes, target: bytes, fields: [(name: bytes, value: bytes), ...], flags: int,
+ *      content_length: int)
+ * with names lower-cased and values without leading and trailing SP/HTAB.
+ *
+ * Returns the length of the head including its final CRLF (> 0), 0 when more bytes are needed, or -1
+ * on error (head->error, head->error_offset; tc_error_status gives the status hint). */
+int tc_parse_head(tc_head *head, const char *buf, size_t len, size_t start, char *out);
+
+/* Parse a trailer section (the field lines after the last chunk) in the same way; out then holds
+ * the marshalled list [(name, value), ...]. Framing, routing, control, authentication and other
+ * fields that may not be sent as trailers (RFC 9110 section 6.5.1) are refused. */
+int tc_parse_trailers(tc_head *head, const char *buf, size_t len, size_t start, char *out);
+
+/* --- chunked bodies -------------------------------------------------------------------------------- */
+
+enum {
+    TC_CHUNKS_MORE = 0,      /* all input consumed or out full; call again with more input */
+    TC_CHUNKS_TRAILERS = 1,  /* last chunk seen: the trailer section starts at the consumed offset */
+    TC_CHUNKS_ERROR = 2
+};
+
+typedef struct tc_chunked {
+    /* set once by the caller */
+    const tc_limits *limits;
+    /* state: zero from here on for a new body (tc_chunked_reset) */
+    uint32_t state;         /* internal decoder state */
+    uint32_t error;         /* enum tc_error, with TC_CHUNKS_ERROR */
+    uint64_t remaining;     /* bytes left in the current chunk */
+    uint64_t total;         /* decoded body bytes so far */
+    uint64_t size;          /* chunk-size being parsed */
+    uint32_t line_len;      /* bytes of the current chunk-size line so far */
+    uint32_t ext_total;     /* chunk-extension bytes in this message so far */
+    size_t consumed;        /* out: input bytes consumed by the last call */
+    size_t out_len;         /* out: decoded bytes written to out by the last call */
+} tc_chunked;
+
+void tc_chunked_reset(tc_chunked *st);
+
+/* Decode chunked framing from buf[start:len], writing chunk data to out[0:out_cap]. Stops when the
+ * input is used up, out is full, the last chunk's line has been read (TC_CHUNKS_TRAILERS), or on
+ * error. st->consumed counts from start. */
+int tc_decode_chunked(tc_chunked *st, const char *buf, size_t len, size_t start, char *out,
+                      size_t out_cap);

@@ -1,0 +1,634 @@
+"""Error log and access log.
+
+The error log is the standard `logging` tree under the ``"tricorn"`` logger (modules log to
+``logging.getLogger(__name__)``, the servers to ``"tricorn.error"``). `setup_logging` gives it one
+handler: stderr for ``"-"``, or a file that `Logs.reopen` reopens (SIGUSR1 / logrotate).
+
+The access log does not go through `logging`: `AccessLog.log` formats an `AccessRecord` with a
+compiled `AccessFormatter` and writes the line to a buffered file (or stdout for ``"-"``) under a lock.
+A server keeps ``access_log: AccessLog | None`` and checks it once per request, so a disabled access
+log costs one ``is None`` test.
+
+Invariants:
+- One request is exactly one line. Every string the format takes from the request, the response or the
+  peer is escaped: bytes outside printable ASCII become ``\\xHH`` (``\\n``, ``\\r``, ``\\t`` for those
+  three), and in the text format ``\\`` and ``"`` become ``\\\\`` and ``\\"``. Nothing is URL-unquoted:
+  the raw request-target is logged as received (CVE-2020-7694 was the opposite).
+- A format string is compiled once: the per-record work is computing the atoms that format uses and
+  one ``%`` formatting (text) or one JSON encoding (``"json"``). Format errors surface at compile time.
+- The JSON format writes one object per line, ASCII only, with the same escaping applied to request
+  strings before JSON encoding (so a log viewer printing decoded values cannot be injected either).
+- Each line is written with one ``write`` + ``flush`` (unless ``autoflush=False``, where the server
+  calls `AccessLog.flush` from its timer): with ``O_APPEND`` files, lines from several worker
+  processes never interleave.
+- Writing a log line never raises into the server: an `OSError` is counted and reported once on the
+  error log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import operator
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = [
+    "DEFAULT_ACCESS_LOG_FORMAT",
+    "JSON_FORMAT",
+    "LOG_LEVELS",
+    "TRACE",
+    "AccessFormatter",
+    "AccessLog",
+    "AccessRecord",
+    "Logs",
+    "ReopenableFileHandler",
+    "escape_bytes",
+    "escape_str",
+    "setup_from_settings",
+    "setup_logging",
+]
+
+DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+"""Gunicorn's default access-log format (the Apache "combined" layout)."""
+
+JSON_FORMAT = "json"
+"""The `access_logformat` value that selects the built-in JSON-lines format."""
+
+TRACE = 5
+"""Log level below DEBUG, for Uvicorn's ``--log-level trace``."""
+
+LOG_LEVELS: Mapping[str, int] = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": TRACE,
+}
+
+ERROR_LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
+ERROR_LOG_DATEFMT = "[%Y-%m-%d %H:%M:%S %z]"
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+# --------------------------------------------------------------------------------------------------
+# Escaping
+
+
+def _byte_escape(b: int, quote: bool) -> bytes:
+    if b == 0x5C:
+        return b"\\\\"
+    if b == 0x22 and quote:
+        return b'\\"'
+    if 0x20 <= b < 0x7F:
+        return bytes((b,))
+    short = {0x0A: b"\\n", 0x0D: b"\\r", 0x09: b"\\t"}.get(b)
+    return short if short is not None else b"\\x%02x" % b
+
+
+_TEXT_TABLE: tuple[bytes, ...] = tuple(_byte_escape(b, True) for b in range(256))
+_JSON_TABLE: tuple[bytes, ...] = tuple(_byte_escape(b, False) for b in range(256))
+# Printable ASCII except backslash (and the double quote in the text format).
+_TEXT_UNSAFE_B = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+_JSON_UNSAFE_B = re.compile(rb"[^\x20-\x5b\x5d-\x7e]")
+_TEXT_UNSAFE_S = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+_JSON_UNSAFE_S = re.compile(r"[^\x20-\x5b\x5d-\x7e]")
+
+
+def _text_sub_b(m: re.Match[bytes]) -> bytes:
+    return _TEXT_TABLE[m[0][0]]
+
+
+def _json_sub_b(m: re.Match[bytes]) -> bytes:
+    return _JSON_TABLE[m[0][0]]
+
+
+def _char_escape(ch: str, table: tuple[bytes, ...]) -> str:
+    o = ord(ch)
+    if o < 0x100:
+        return table[o].decode("ascii")
+    return f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+
+
+def _text_sub_s(m: re.Match[str]) -> str:
+    return _char_escape(m[0], _TEXT_TABLE)
+
+
+def _json_sub_s(m: re.Match[str]) -> str:
+    return _char_escape(m[0], _JSON_TABLE)
+
+
+def escape_bytes(data: bytes, *, quote: bool = True) -> str:
+    """`data` as printable ASCII: ``\\xHH``/``\\n``/``\\r``/``\\t`` for other bytes, ``\\\\`` for a
+    backslash and (if `quote`) ``\\"`` for a double quote. Never contains a line break."""
+    if quote:
+        if _TEXT_UNSAFE_B.search(data) is None:
+            return data.decode("ascii")
+        return _TEXT_UNSAFE_B.sub(_text_sub_b, data).decode("ascii")
+    if _JSON_UNSAFE_B.search(data) is None:
+        return data.decode("ascii")
+    return _JSON_UNSAFE_B.sub(_json_sub_b, data).decode("ascii")
+
+
+def escape_str(text: str, *, quote: bool = True) -> str:
+    """Like `escape_bytes` for text; characters above U+00FF become ``\\uHHHH`` / ``\\UHHHHHHHH``."""
+    if quote:
+        if _TEXT_UNSAFE_S.search(text) is None:
+            return text
+        return _TEXT_UNSAFE_S.sub(_text_sub_s, text)
+    if _JSON_UNSAFE_S.search(text) is None:
+        return text
+    return _JSON_UNSAFE_S.sub(_json_sub_s, text)
+
+
+# --------------------------------------------------------------------------------------------------
+# The record
+
+
+@dataclass(slots=True)
+class AccessRecord:
+    """What a server knows about one finished request. Treat as immutable once built.
+
+    Request-derived fields are the bytes as received (`target` is the raw request-target, never
+    unquoted). `path` and `query` default to the parts of `target` before and after the first ``?``.
+    """
+
+    remote_addr: str
+    """Peer address (IP text, or "" for a Unix socket peer)."""
+    remote_port: int | None
+    time: float
+    """Wall-clock time (`time.time()`) the request head was received."""
+    method: bytes
+    target: bytes
+    http_version: str
+    """"1.0" or "1.1" (without the "HTTP/" prefix)."""
+    status: int
+    body_bytes: int
+    """Response body bytes sent (not counting the head)."""
+    request_headers: Sequence[tuple[bytes, bytes]]
+    """As parsed: lowercase names, raw values."""
+    response_headers: Sequence[tuple[bytes, bytes]]
+    duration: float
+    """Seconds from the request head to the end of the response."""
+    pid: int
+    scheme: str = "http"
+    path: bytes | None = None
+    query: bytes | None = None
+    extras: Mapping[str, object] | None = None
+    """Server- or app-provided variables for the ``%({name}e)s`` atom (environ-like)."""
+
+
+def _path_of(r: AccessRecord) -> bytes:
+    if r.path is not None:
+        return r.path
+    return r.target.partition(b"?")[0]
+
+
+def _query_of(r: AccessRecord) -> bytes:
+    if r.query is not None:
+        return r.query
+    return r.target.partition(b"?")[2]
+
+
+def _request_header(r: AccessRecord, name: bytes) -> bytes | None:
+    for key, value in r.request_headers:
+        if key == name:
+            return value
+    return None
+
+
+def _response_header(r: AccessRecord, name: bytes) -> bytes | None:
+    for key, value in r.response_headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _basic_user(r: AccessRecord) -> str | None:
+    value = _request_header(r, b"authorization")
+    if value is None:
+        return None
+    scheme, _, credentials = value.strip().partition(b" ")
+    if scheme.lower() != b"basic":
+        return None
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return escape_bytes(decoded.partition(b":")[0])
+
+
+def _clf_time(t: float) -> str:
+    tm = time.localtime(t)
+    offset = tm.tm_gmtoff // 60
+    sign = "-" if offset < 0 else "+"
+    offset = abs(offset)
+    return (
+        f"[{tm.tm_mday:02d}/{_MONTHS[tm.tm_mon - 1]}/{tm.tm_year:04d}:"
+        f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} {sign}{offset // 60:02d}{offset % 60:02d}]"
+    )
+
+
+def _iso_time(t: float) -> str:
+    tm = time.gmtime(t)
+    ms = int((t % 1.0) * 1000)
+    return (
+        f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d}T"
+        f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}.{ms:03d}Z"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Atoms: each returns a value for one `%(key)s` slot; strings are already escaped.
+
+Atom = Callable[[AccessRecord], object]
+
+
+def _dash_or_escaped(value: bytes | None) -> str:
+    return "-" if value is None else escape_bytes(value)
+
+
+def _timestamp_atom() -> Atom:
+    # A one-entry cache per formatter: requests in the same second share the formatted date.
+    cache: list[tuple[int, str]] = [(-1, "")]
+
+    def atom(r: AccessRecord) -> str:
+        second = int(r.time)
+        cached = cache[0]
+        if cached[0] == second:
+            return cached[1]
+        text = _clf_time(second)
+        cache[0] = (second, text)
+        return text
+
+    return atom
+
+
+def _header_atom(name: str, response: bool) -> Atom:
+    key = name.lower().encode("latin-1", "replace")
+    if response:
+        return lambda r: _dash_or_escaped(_response_header(r, key))
+    return lambda r: _dash_or_escaped(_request_header(r, key))
+
+
+def _extra_atom(name: str) -> Atom:
+    lowered = name.lower()
+
+    def atom(r: AccessRecord) -> str:
+        if r.extras is None:
+            return "-"
+        for key, value in r.extras.items():
+            if key.lower() == lowered:
+                if isinstance(value, bytes):
+                    return escape_bytes(value)
+                return escape_str(str(value))
+        return "-"
+
+    return atom
+
+
+_SIMPLE_ATOMS: Mapping[str, Callable[[], Atom]] = {
+    "h": lambda: lambda r: escape_str(r.remote_addr) if r.remote_addr else "-",
+    "l": lambda: lambda r: "-",
+    "u": lambda: lambda r: _basic_user(r) or "-",
+    "t": _timestamp_atom,
+    "r": lambda: lambda r: (
+        f"{escape_bytes(r.method)} {escape_bytes(r.target)} HTTP/{escape_str(r.http_version)}"
+    ),
+    "m": lambda: lambda r: escape_bytes(r.method),
+    "U": lambda: lambda r: escape_bytes(_path_of(r)),
+    "q": lambda: lambda r: escape_bytes(_query_of(r)),
+    "H": lambda: lambda r: "HTTP/" + escape_str(r.http_version),
+    "s": lambda: operator.attrgetter("status"),
+    "B": lambda: operator.attrgetter("body_bytes"),
+    "b": lambda: lambda r: str(r.body_bytes) if r.body_bytes else "-",
+    "f": lambda: _header_atom("referer", False),
+    "a": lambda: _header_atom("user-agent", False),
+    "T": lambda: lambda r: int(r.duration),
+    "M": lambda: lambda r: int(r.duration * 1_000),
+    "D": lambda: lambda r: int(r.duration * 1_000_000),
+    "L": lambda: lambda r: f"{r.duration:.6f}",
+    "p": lambda: lambda r: f"<{r.pid}>",
+}
+
+_HEADER_ATOM = re.compile(r"\{([^}]*)\}([ioe])\Z")
+
+
+def _make_atom(key: str) -> Atom:
+    simple = _SIMPLE_ATOMS.get(key)
+    if simple is not None:
+        return simple()
+    m = _HEADER_ATOM.match(key)
+    if m is None:
+        return lambda r: "-"  # unknown atoms render as "-", like Gunicorn
+    name, kind = m.group(1), m.group(2)
+    if kind == "e":
+        return _extra_atom(name)
+    return _header_atom(name, kind == "o")
+
+
+_SAMPLE = AccessRecord(
+    remote_addr="127.0.0.1",
+    remote_port=50000,
+    time=0.0,
+    method=b"GET",
+    target=b"/?q=1",
+    http_version="1.1",
+    status=200,
+    body_bytes=2,
+    request_headers=[(b"host", b"example")],
+    response_headers=[(b"content-length", b"2")],
+    duration=0.001,
+    pid=1,
+)
+
+_TOKEN = re.compile(r"%%|%\(([^)]*)\)")
+
+
+def _compile_text(fmt: str) -> tuple[str, tuple[str, ...], tuple[Atom, ...]]:
+    """Turn ``%(key)s`` slots into positional ``%s`` slots; reject any other lone ``%``."""
+    parts: list[str] = []
+    keys: list[str] = []
+    pos = 0
+    for m in _TOKEN.finditer(fmt):
+        literal = fmt[pos : m.start()]
+        if "%" in literal:
+            raise ValueError(f"stray '%' in access log format {fmt!r} (write '%%' for a percent sign)")
+        parts.append(literal)
+        key = m.group(1)
+        if key is None:
+            parts.append("%%")
+        else:
+            parts.append("%")
+            keys.append(key)
+        pos = m.end()
+    tail = fmt[pos:]
+    if "%" in tail:
+        raise ValueError(f"stray '%' in access log format {fmt!r} (write '%%' for a percent sign)")
+    parts.append(tail)
+    return "".join(parts), tuple(keys), tuple(_make_atom(k) for k in keys)
+
+
+class _JsonLine:
+    """The built-in JSON format: a fixed set of keys, one compact ASCII object per line."""
+
+    __slots__ = ("_encode",)
+
+    def __init__(self) -> None:
+        self._encode = json.JSONEncoder(
+            ensure_ascii=True, separators=(",", ":"), check_circular=False
+        ).encode
+
+    def __call__(self, r: AccessRecord) -> str:
+        referer = _request_header(r, b"referer")
+        agent = _request_header(r, b"user-agent")
+        return self._encode(
+            {
+                "time": _iso_time(r.time),
+                "remote_addr": escape_str(r.remote_addr, quote=False),
+                "remote_port": r.remote_port,
+                "method": escape_bytes(r.method, quote=False),
+                "path": escape_bytes(_path_of(r), quote=False),
+                "query": escape_bytes(_query_of(r), quote=False),
+                "protocol": "HTTP/" + escape_str(r.http_version, quote=False),
+                "status": r.status,
+                "bytes": r.body_bytes,
+                "duration_ms": round(r.duration * 1000.0, 3),
+                "referer": None if referer is None else escape_bytes(referer, quote=False),
+                "user_agent": None if agent is None else escape_bytes(agent, quote=False),
+                "pid": r.pid,
+            }
+        )
+
+
+class AccessFormatter:
+    """A compiled access-log format: ``formatter.format(record) -> str`` (no trailing newline).
+
+    `fmt` is a Gunicorn ``access_log_format`` string (``%(key)s`` slots; ``%%`` for a percent sign;
+    any printf conversion is allowed after the key, e.g. ``%(D)d``) or ``"json"``. Atoms: h l u t r m
+    U q H s B b f a T M D L p ``{header}i`` ``{header}o`` ``{name}e``; unknown atoms render ``-``.
+    Raises `ValueError` for a malformed format.
+    """
+
+    __slots__ = ("fmt", "atoms", "format")
+
+    fmt: str
+    atoms: tuple[str, ...]
+    """The atom keys this format uses, in order (empty for JSON)."""
+    format: Callable[[AccessRecord], str]
+
+    def __init__(self, fmt: str = DEFAULT_ACCESS_LOG_FORMAT) -> None:
+        self.fmt = fmt
+        if fmt == JSON_FORMAT:
+            self.atoms = ()
+            self.format = _JsonLine()
+            return
+        template, keys, atoms = _compile_text(fmt)
+        self.atoms = keys
+
+        def format_record(r: AccessRecord) -> str:
+            return template % tuple([atom(r) for atom in atoms])
+
+        try:
+            probe = format_record(_SAMPLE)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"bad access log format {fmt!r}: {exc}") from exc
+        if "\n" in probe or "\r" in probe:
+            raise ValueError(f"access log format {fmt!r} contains a line break")
+        self.format = format_record
+
+
+# --------------------------------------------------------------------------------------------------
+# Outputs
+
+_error_log = logging.getLogger("tricorn.error")
+
+
+def _open_append(path: str) -> TextIO:
+    return open(path, "a", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+
+
+class AccessLog:
+    """Formats and writes access-log lines to `path` (``"-"`` = stdout). Thread-safe."""
+
+    __slots__ = ("path", "formatter", "autoflush", "failures", "_lock", "_stream", "_owned")
+
+    def __init__(
+        self, path: str, fmt: str = DEFAULT_ACCESS_LOG_FORMAT, *, autoflush: bool = True
+    ) -> None:
+        self.path = path
+        self.formatter = AccessFormatter(fmt)
+        self.autoflush = autoflush
+        self.failures = 0
+        """Lines lost to `OSError` (disk full, closed pipe...)."""
+        self._lock = threading.Lock()
+        self._owned = path != "-"
+        self._stream: TextIO = _open_append(path) if self._owned else sys.stdout
+
+    def log(self, record: AccessRecord) -> None:
+        """Format `record` and write it as one line."""
+        self.write_line(self.formatter.format(record))
+
+    def write_line(self, line: str) -> None:
+        with self._lock:
+            try:
+                self._stream.write(line + "\n")
+                if self.autoflush:
+                    self._stream.flush()
+            except (OSError, ValueError) as exc:  # ValueError: write to a closed file
+                self.failures += 1
+                if self.failures == 1:
+                    _error_log.error("cannot write to access log %s: %s", self.path, exc)
+
+    def flush(self) -> None:
+        with self._lock:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self.failures += 1
+
+    def reopen(self) -> None:
+        """Reopen the file by name (after logrotate moved it); no-op for stdout."""
+        if not self._owned:
+            return
+        new = _open_append(self.path)
+        with self._lock:
+            old, self._stream = self._stream, new
+            self.failures = 0
+        try:
+            old.close()
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                if self._owned:
+                    self._stream.close()
+                else:
+                    self._stream.flush()
+            except (OSError, ValueError):
+                pass
+
+
+class ReopenableFileHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A `logging` handler appending to a file that `reopen` reopens by name."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(_open_append(path))
+        self.path = path
+
+    def reopen(self) -> None:
+        new = _open_append(self.path)
+        self.acquire()
+        try:
+            old = self.setStream(new)
+        finally:
+            self.release()
+        if old is not None:
+            try:
+                old.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            try:
+                self.stream.close()
+            except OSError:
+                pass
+        finally:
+            self.release()
+        super().close()
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The error log on stderr (a distinct class so `setup_logging` can find and replace it)."""
+
+
+@dataclass(slots=True)
+class Logs:
+    """What `setup_logging` installed. Keep it; call `reopen` on SIGUSR1 and `close` at exit."""
+
+    error: logging.Logger
+    """The ``"tricorn.error"`` logger."""
+    access: AccessLog | None
+    """None when access logging is off."""
+    handler: logging.Handler
+    """The handler installed on the ``"tricorn"`` logger."""
+
+    def reopen(self) -> None:
+        """Reopen the error log and access log files by name (stdout/stderr are left alone)."""
+        if isinstance(self.handler, ReopenableFileHandler):
+            self.handler.reopen()
+        if self.access is not None:
+            self.access.reopen()
+
+    def close(self) -> None:
+        logging.getLogger("tricorn").removeHandler(self.handler)
+        self.handler.close()
+        if self.access is not None:
+            self.access.close()
+
+
+def setup_logging(
+    *,
+    log_level: str = "info",
+    error_logfile: str = "-",
+    access_logfile: str | None = None,
+    access_logformat: str = DEFAULT_ACCESS_LOG_FORMAT,
+    autoflush: bool = True,
+) -> Logs:
+    """Install the error-log handler on the ``"tricorn"`` logger (replacing one installed earlier)
+    and open the access log. Raises `ValueError` (bad level or format) or `OSError` (cannot open)."""
+    level = LOG_LEVELS.get(log_level.lower())
+    if level is None:
+        raise ValueError(f"unknown log level {log_level!r}; expected one of {', '.join(LOG_LEVELS)}")
+    logging.addLevelName(TRACE, "TRACE")
+    access = (
+        None
+        if access_logfile is None
+        else AccessLog(access_logfile, access_logformat, autoflush=autoflush)
+    )
+    handler: logging.Handler
+    if error_logfile == "-":
+        handler = _StderrHandler(sys.stderr)
+    else:
+        handler = ReopenableFileHandler(error_logfile)
+    handler.setFormatter(logging.Formatter(ERROR_LOG_FORMAT, ERROR_LOG_DATEFMT))
+    root = logging.getLogger("tricorn")
+    for old in list(root.handlers):
+        if isinstance(old, (_StderrHandler, ReopenableFileHandler)):
+            root.removeHandler(old)
+            old.close()
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+    return Logs(error=logging.getLogger("tricorn.error"), access=access, handler=handler)
+
+
+def setup_from_settings(cfg: Settings, *, autoflush: bool = True) -> Logs:
+    """`setup_logging` from loaded settings (log_level, error_logfile, access_logfile,
+    access_logformat)."""
+    from . import settings as s  # settings imports this module; import late to avoid a cycle
+
+    return setup_logging(
+        log_level=cfg[s.LOG_LEVEL],
+        error_logfile=cfg[s.ERROR_LOGFILE],
+        access_logfile=cfg[s.ACCESS_LOGFILE],
+        access_logformat=cfg[s.ACCESS_LOGFORMAT],
+        autoflush=autoflush,
+    )

@@ -1,0 +1,1 @@
+"""tricorn.wsgi — not built yet; see docs/status.md."""

@@ -232,9 +232,9 @@ static int fail(ctx *c, int code, size_t offset)
 }
 
 /* --- the output, in Python's marshal format ----------------------------------------------------
- * Only four type codes are used, all unchanged since marshal version 2: ')' small tuple (1-byte
- * count), '[' list (4-byte count), 's' bytes (4-byte length), 'i' int32 and 'l' long (15-bit digits).
- * Integers are little-endian. */
+ * The type codes used: ')' small tuple (1-byte count), '[' list (4-byte count), 's' bytes (4-byte
+ * length), 'Z' interned short ASCII str (1-byte length), 'i' int32 and 'l' long (15-bit digits).
+ * Integers are little-endian. All are read by every Python 3 since 3.4 (marshal version 4). */
 
 static void put_u32(char *o, uint32_t v)
 {
@@ -376,13 +376,19 @@ static int request_line(ctx *c, size_t ls, size_t n)
         h->flags |= TC_F_ABSOLUTE_FORM;
     }
 
-    /* (method, target, [fields...], flags, content_length) */
-    if (!room(c, 7))
+    /* (method, target, http_version, [fields...], flags, content_length) */
+    if (!room(c, 2))
         return fail(c, TC_E_HEAD_TOO_LARGE, ls);
     put_byte(c, ')');
-    put_byte(c, 5);
-    if (!emit(c, b + ls, mlen) || !emit(c, t, tlen) || !room(c, 5))
+    put_byte(c, 6);
+    if (!emit(c, b + ls, mlen) || !emit(c, t, tlen) || !room(c, 5 + 5))
         return fail(c, TC_E_HEAD_TOO_LARGE, ls);
+    /* the version as an interned str: 'Z' (short ASCII, interned), length, "1.x" */
+    put_byte(c, 'Z');
+    put_byte(c, 3);
+    put_byte(c, '1');
+    put_byte(c, '.');
+    put_byte(c, (h->flags & TC_F_HTTP11) ? '1' : '0');
     open_list(c);
     return 0;
 }
@@ -654,7 +660,7 @@ static int finish_head(ctx *c, size_t at)
 size_t tc_head_out_size(const tc_limits *limits)
 {
     /* A field line of k bytes (with its colon and CRLF) becomes at most k + 9 bytes. */
-    return (size_t)limits->max_head_size + 9 * (size_t)limits->max_fields + 64;
+    return (size_t)limits->max_head_size + 9 * (size_t)limits->max_fields + 80;
 }
 
 static void begin(ctx *c, size_t start, uint32_t first_stage)

@@ -134,8 +134,8 @@ size_t tc_head_out_size(const tc_limits *limits);
  *
  * The result is written to out in Python's marshal format (read by marshal.loads, which builds every
  * object in one C call): the tuple
- *     (method: bytes, target: bytes, fields: [(name: bytes, value: bytes), ...], flags: int,
- *      content_length: int)
+ *     (method: bytes, target: bytes, http_version: str ("1.0" or "1.1"),
+ *      fields: [(name: bytes, value: bytes), ...], flags: int, content_length: int)
  * with names lower-cased and values without leading and trailing SP/HTAB.
  *
  * Returns the length of the head including its final CRLF (> 0), 0 when more bytes are needed, or -1

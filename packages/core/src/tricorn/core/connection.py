@@ -224,6 +224,10 @@ class Connection:
                     return _new(Data, (data,))  # type: ignore[no-any-return]
                 if not done:
                     return self._body_eof()
+            if self._pos == len(self._buf):
+                # Nothing to parse yet. (The parser keeps offsets into the buffer between calls,
+                # so it is only ever called with unread bytes, which receive_data() keeps in place.)
+                return self._body_eof()
             trailers = self._parser.parse_trailers(self._buf, self._pos)
         except ProtocolError:
             self.their_state = Their.ERROR

@@ -35,13 +35,10 @@ class Request(NamedTuple):
 
     method: bytes
     target: bytes
+    http_version: str  # "1.0" or "1.1"
     headers: Headers
     flags: int
     content_length: int  # meaningful with F_LENGTH
-
-    @property
-    def http_version(self) -> str:
-        return "1.1" if self.flags & F_HTTP11 else "1.0"
 
     @property
     def keep_alive(self) -> bool:

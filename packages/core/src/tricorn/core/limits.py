@@ -1,12 +1,12 @@
 """The limits the HTTP/1.1 parser enforces, as one plain record.
 
-`ParserLimits` is what the parser and the sans-I/O connection read; `tricorn.core.settings.parser_limits`
-builds it from the loaded settings (the user-facing spellings, with Gunicorn's "0 means ..." rules, live
-there, not here).
+`ParserLimits` is what the parser and the sans-I/O connection read;
+`tricorn.core.settings.parser_limits` builds it from the loaded settings (the user-facing spellings,
+with Gunicorn's "0 means ..." rules, live there, not here).
 
 Invariants:
-- Every field is already *effective*: no field uses 0 to mean "the default"; the only special value is
-  ``max_body_size == 0``, which means "no limit on the request body".
+- Every field is already *effective*: no field uses 0 to mean "the default"; the only special
+  value is ``max_body_size == 0``, which means "no limit on the request body".
 - All sizes are in bytes and are checked before the bytes they cover are buffered.
 - Sizes fit the C struct: ``max_body_size`` below 2**63, every other size below 2**31.
 - The record is immutable and cheap to share between threads and connections.

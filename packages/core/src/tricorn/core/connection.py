@@ -125,7 +125,7 @@ class Connection:
             grown += data
             self._buf = grown
         else:
-            buf += data  # type: ignore[operator]
+            buf += data
 
     @property
     def buffered(self) -> int:
@@ -208,7 +208,7 @@ class Connection:
         self._remaining -= n
         if not self._remaining:
             self.their_state = Their.BODY_END
-        return _new(Data, (data,))  # type: ignore[no-any-return]
+        return _new(Data, (data,))
 
     def _next_chunked(self) -> Event:
         chunks = self._chunks
@@ -221,7 +221,7 @@ class Connection:
                 if done:
                     self.their_state = Their.TRAILERS
                 if data:
-                    return _new(Data, (data,))  # type: ignore[no-any-return]
+                    return _new(Data, (data,))
                 if not done:
                     return self._body_eof()
             if self._pos == len(self._buf):

@@ -115,7 +115,7 @@ class HeadParser:
         n = _parse_head(head, buf, len(buf), start, out)
         if n > 0:
             self.length = n
-            return _new_request(Request, _loads(view))  # type: ignore[no-any-return]
+            return _new_request(Request, _loads(view))
         if n == 0:
             return None
         raise error_for(head.error, head.error_offset)

@@ -7,6 +7,11 @@
  *   are invalid anywhere in a head (so garbage fails fast) and counted against the limits. Hence every
  *   byte is touched a bounded number of times however the input is split.
  *
+ *   The error is split-independent too: within a line, a byte past a limit, a CTL/DEL or a bare CR is
+ *   reported in byte order before anything a complete line's syntax check finds (line_bytes serves
+ *   the incomplete-line scan and the error path of complete lines alike), so a client gets the same
+ *   status and reason whether its bytes came in one piece or one at a time.
+ *
  *   Framing is decided here, in the same pass, with a closed set of outcomes: no body, Content-Length,
  *   chunked, or an error. Nothing ambiguous is repaired.
  *
@@ -673,6 +678,61 @@ static void begin(ctx *c, size_t start, uint32_t first_stage)
         open_list(c);
 }
 
+/* The bytes of the line that begins at ls, from buf[from] to buf[end] (end: the line's LF or the end
+ * of the input), in the order a byte-at-a-time parser meets them: the first byte that does not fit a
+ * size limit, is invalid anywhere in a head (a CTL, DEL), or is a CR not followed by LF. Fails at the
+ * first and returns -1; returns 0 when there is none. The incomplete-line scan and the error path of
+ * a complete line both report through here, so the same bytes give the same error (code and offset)
+ * however they were split; a line that passes its syntax check has none of these bytes, so a valid
+ * line is never scanned twice. */
+static int line_bytes(ctx *c, uint32_t stage, size_t ls, size_t from, size_t end, size_t len)
+{
+    const tc_head *h = c->h;
+    const tc_limits *lim = c->lim;
+    const char *b = c->buf;
+    /* the first index that does not fit: the line's LF is not counted against the line limit */
+    size_t head_max = (size_t)h->start + lim->max_head_size;
+    size_t line_max;
+    int line_code, head_code;
+    if (stage == STAGE_REQUEST_LINE) {
+        /* empty lines before the request line count against its limit */
+        line_max = (size_t)h->start + lim->max_request_line + 1;
+        line_code = head_code = TC_E_REQUEST_LINE_TOO_LONG;
+    } else {
+        line_max = ls + lim->max_field_size + 1;
+        line_code = TC_E_FIELD_TOO_LARGE;
+        head_code = TC_E_HEAD_TOO_LARGE;
+    }
+    for (size_t i = from; i < end; i++) {
+        uint8_t ch = (uint8_t)b[i];
+        if (i >= line_max)
+            return fail(c, line_code, i);
+        if (i >= head_max)
+            return fail(c, head_code, i);
+        if (IS(ch, C_BAD))
+            return fail(c, TC_E_CTL, i);
+        if (ch == '\r' && i + 1 < len && b[i + 1] != '\n')
+            return fail(c, TC_E_BARE_CR, i);
+    }
+    return 0;
+}
+
+/* A complete line b[ls:e+1] (e: its LF), read in `stage`, failed its checks or broke a limit: fail at
+ * its first bad byte if it has one (see line_bytes), else with `code` at `offset`, or (code 0) with
+ * the error its check has set. */
+static int line_error(ctx *c, uint32_t stage, size_t ls, size_t e, int code, size_t offset)
+{
+    tc_head *h = c->h;
+    uint32_t error = h->error, error_offset = h->error_offset;
+    if (line_bytes(c, stage, ls, ls, e, e + 1) < 0)
+        return -1;
+    if (code)
+        return fail(c, code, offset);
+    h->error = error;
+    h->error_offset = error_offset;
+    return -1;
+}
+
 static int parse_lines(tc_head *h, const char *buf, size_t len, size_t start, char *out,
                        uint32_t first_stage)
 {
@@ -709,44 +769,32 @@ static int parse_lines(tc_head *h, const char *buf, size_t len, size_t start, ch
         const char *lf = from < len ? memchr(buf + from, '\n', len - from) : NULL;
 
         if (!lf) {
-            /* An incomplete line: fail fast on bytes that can never appear, then on the limits. */
-            for (size_t i = from; i < len; i++) {
-                uint8_t ch = (uint8_t)buf[i];
-                if (IS(ch, C_BAD))
-                    return fail(&c, TC_E_CTL, i);
-                if (ch == '\r' && i + 1 < len)
-                    return fail(&c, TC_E_BARE_CR, i);
-            }
-            h->scan = (uint32_t)len;
-            size_t part = len - ls;
-            if (h->stage == STAGE_REQUEST_LINE) {
-                if (len - h->start > (size_t)lim->max_request_line + 1)
-                    return fail(&c, TC_E_REQUEST_LINE_TOO_LONG, len);
-            } else if (part > (size_t)lim->max_field_size + 1) {
-                return fail(&c, TC_E_FIELD_TOO_LARGE, len);
-            }
-            if (len - h->start > (size_t)lim->max_head_size)
-                return fail(&c, TC_E_HEAD_TOO_LARGE, len);
+            /* An incomplete line: fail fast on bytes that can never appear and on the limits. */
+            if (line_bytes(&c, h->stage, ls, from, len, len) < 0)
+                return -1;
+            /* A CR at the end is looked at again with the byte after it, which must be LF. */
+            h->scan = (uint32_t)(len > from && buf[len - 1] == '\r' ? len - 1 : len);
             return 0;
         }
 
+        /* A complete line. Its bad bytes and broken limits come first (line_error), in byte order,
+         * then a bare LF, then what its syntax check finds. */
         size_t e = (size_t)(lf - buf);
-        if (e == ls || buf[e - 1] != '\r')
-            return fail(&c, TC_E_BARE_LF, e);
-        size_t n = e - 1 - ls;
+        size_t n = e > ls ? e - 1 - ls : 0;
+        const uint32_t stage = h->stage;
         if (e + 1 - h->start > (size_t)lim->max_head_size)
-            return fail(&c, h->stage == STAGE_REQUEST_LINE ? TC_E_REQUEST_LINE_TOO_LONG
-                                                           : TC_E_HEAD_TOO_LARGE, e);
-        if (h->stage == STAGE_REQUEST_LINE) {
+            return line_error(&c, stage, ls, e, stage == STAGE_REQUEST_LINE
+                              ? TC_E_REQUEST_LINE_TOO_LONG : TC_E_HEAD_TOO_LARGE, e);
+        if (e == ls || buf[e - 1] != '\r')
+            return line_error(&c, stage, ls, e, TC_E_BARE_LF, e);
+        if (stage == STAGE_REQUEST_LINE) {
             /* Empty lines before the request line are skipped (RFC 9112 section 2.2), but count
              * against its limit. */
             if (e + 1 - h->start > (size_t)lim->max_request_line + 2)
-                return fail(&c, TC_E_REQUEST_LINE_TOO_LONG, e);
+                return line_error(&c, stage, ls, e, TC_E_REQUEST_LINE_TOO_LONG, e);
             if (n > 0) {
-                if (memchr(buf + ls, '\r', n))
-                    return fail(&c, TC_E_BARE_CR, ls);
                 if (request_line(&c, ls, n) < 0)
-                    return -1;
+                    return line_error(&c, stage, ls, e, 0, 0);
                 h->stage = STAGE_FIELDS;
             }
         } else if (n == 0) {
@@ -759,15 +807,15 @@ static int parse_lines(tc_head *h, const char *buf, size_t len, size_t start, ch
             return (int)(e + 1 - h->start);
         } else {
             if (n > lim->max_field_size)
-                return fail(&c, TC_E_FIELD_TOO_LARGE, ls);
+                return line_error(&c, stage, ls, e, TC_E_FIELD_TOO_LARGE, ls);
             if (OWS(buf[ls])) {
                 if (folded_line(&c, ls, n) < 0)
-                    return -1;
+                    return line_error(&c, stage, ls, e, 0, 0);
             } else {
                 if (h->nfields >= lim->max_fields)
-                    return fail(&c, TC_E_TOO_MANY_FIELDS, ls);
+                    return line_error(&c, stage, ls, e, TC_E_TOO_MANY_FIELDS, ls);
                 if (field_line(&c, ls, n, trailers) < 0)
-                    return -1;
+                    return line_error(&c, stage, ls, e, 0, 0);
             }
         }
         h->pos = h->scan = (uint32_t)(e + 1);
@@ -876,13 +924,15 @@ int tc_decode_chunked(tc_chunked *st, const char *buf, size_t len, size_t start,
             continue;
         }
 
-        /* A chunk-size line: count it against the limits first. */
-        if (s != CH_LINE_LF) {
+        /* A chunk-size line: count it against the limits first (its CRLF is not counted). */
+        if (s != CH_LINE_LF && ch != '\r') {
             if (++st->line_len > lim->max_chunk_line) {
                 st->state = s;
                 return chunk_fail(st, TC_E_CHUNK_EXT_TOO_LONG, i, o);
             }
-            if (s >= CH_SIZE_WS && ++st->ext_total > lim->max_chunk_ext) {
+            /* the ";" or BWS that ends the size is the first extension byte */
+            if ((s >= CH_SIZE_WS || (s == CH_SIZE && (ch == ';' || OWS(ch)))) &&
+                ++st->ext_total > lim->max_chunk_ext) {
                 st->state = s;
                 return chunk_fail(st, TC_E_CHUNK_EXT_TOO_LONG, i, o);
             }
@@ -900,10 +950,8 @@ int tc_decode_chunked(tc_chunked *st, const char *buf, size_t len, size_t start,
                 goto size_error;
             } else if (ch == ';') {
                 s = CH_EXT_PRE_NAME;
-                st->ext_total++;
             } else if (OWS(ch)) {
                 s = CH_SIZE_WS;
-                st->ext_total++;
             } else if (ch == '\r') {
                 s = CH_LINE_LF;
             } else {
@@ -1002,8 +1050,11 @@ size_error:
     st->state = s;
     return chunk_fail(st, TC_E_CHUNK_SIZE, i, o);
 ext_error:
+    /* A CR here ends the line too early (`5;\r\n`) or stands inside a quoted string: either way the
+     * extension is malformed, whatever byte follows (a bare CR after a complete extension is caught
+     * in CH_LINE_LF). */
     st->state = s;
-    return chunk_fail(st, ch == '\r' ? TC_E_BARE_CR : TC_E_CHUNK_EXT, i, o);
+    return chunk_fail(st, TC_E_CHUNK_EXT, i, o);
 data_end:
     st->state = s;
     return chunk_fail(st, TC_E_CHUNK_DATA_END, i, o);

@@ -147,7 +147,9 @@ class ChunkedDecoder:
     `decode(buf, start)` decodes what `buf[start:]` holds and returns `(data, consumed, done)`:
     the body bytes found, how many input bytes they took, and whether the last chunk has been read
     (its trailer section then begins at `start + consumed`). At most 64 KiB of body comes out of
-    one call.
+    one call. Bad framing raises ProtocolError; the body bytes that precede the bad byte come out
+    first (the error is sticky and raised by the next call), so what the application receives
+    before the error does not depend on how the input was split.
     """
 
     __slots__ = ("_limits", "_state")
@@ -173,7 +175,9 @@ class ChunkedDecoder:
         if type(buf) is not bytes:
             buf = _from_buffer(buf)
         rc = _decode_chunked(st, buf, len(buf), start, out, CHUNK_SCRATCH_SIZE)
+        n = st.out_len
         if rc == TC_CHUNKS_MORE or rc == TC_CHUNKS_TRAILERS:
-            n = st.out_len
             return (_unpack(out, n) if n else b""), st.consumed, rc == TC_CHUNKS_TRAILERS
+        if n:  # the data before the bad byte first; the C state keeps the error for the next call
+            return _unpack(out, n), st.consumed, False
         raise error_for(st.error, start + st.consumed)

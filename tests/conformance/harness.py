@@ -56,6 +56,7 @@ from tricorn.core.events import (
     Request,
 )
 from tricorn.core.limits import ParserLimits
+from tricorn.core.settings import max_field_size
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
@@ -332,7 +333,7 @@ def run_case(case: Case, **options: Any) -> Run:
 GUNICORN_LIMITS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "limit_request_line": lambda v: {"max_request_line": min(int(v), 8190) if v else 8190},
     "limit_request_fields": lambda v: {"max_fields": min(int(v), 32768) if int(v) > 0 else 32768},
-    "limit_request_field_size": lambda v: {"max_field_size": int(v) if v else 8190},
+    "limit_request_field_size": lambda v: {"max_field_size": max_field_size(int(v))},
     "permit_obsolete_folding": lambda v: {"unfold": bool(v)},
     "permit_unconventional_http_method": lambda v: {"any_method": bool(v)},
 }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tricorn.core.connection import Connection, Ours, Their
 from tricorn.core.errors import LocalProtocolError, ProtocolError
 from tricorn.core.events import (

@@ -284,9 +284,6 @@ DISAGREEMENTS: dict[str, tuple[bool, bool, str]] = {
     "cl-and-te": (True, False, "h11 frames by Transfer-Encoding and ignores Content-Length "
                                "(RFC 9112 §6.1 allows it, then MUST close); we refuse the "
                                "message (§6.1 MAY reject; reliability.md R1)"),
-    "te-gzip-chunked": (False, True, "not invalid: codings before chunked are allowed (RFC 9112 "
-                                     "§6.1) and we frame by chunked; h11 supports chunked alone "
-                                     "(501)"),
     "te-in-http10": (True, False, "h11 decodes chunked in an HTTP/1.0 request; RFC 9112 §6.1: "
                                   "such framing is faulty, and we refuse it"),
     "version-2.0": (True, False, "h11 takes an HTTP/2.0 request line as HTTP/1.x; we answer "

@@ -140,6 +140,7 @@ static const struct { const char *name; int status; } ERRORS[TC_E__COUNT] = {
     [TC_E_CHUNK_EXT_TOO_LONG] = {"chunk_extension_too_long", 400},
     [TC_E_CHUNK_DATA_END] = {"bad_chunk_data_end", 400},
     [TC_E_TRAILER_FORBIDDEN] = {"forbidden_trailer_field", 400},
+    [TC_E_CONNECT_BODY] = {"connect_with_body", 400},
 };
 
 const char *tc_error_name(int code)
@@ -438,9 +439,10 @@ static int transfer_encoding(ctx *c, const char *v, size_t n, size_t off)
                 h->te_state |= TE_CHUNKED_TWICE;
             h->te_state |= TE_CHUNKED_SEEN | TE_CHUNKED_LAST;
         } else {
+            /* Only chunked is decoded. "identity" (no coding) is harmless; any other coding,
+             * gzip included, would reach the application still coded: 501 (RFC 9112 section 6.1). */
             h->te_state &= ~(uint32_t)TE_CHUNKED_LAST;
-            if (!(IEQ(t, tn, "gzip") || IEQ(t, tn, "x-gzip") || IEQ(t, tn, "deflate") ||
-                  IEQ(t, tn, "compress") || IEQ(t, tn, "x-compress") || IEQ(t, tn, "identity")))
+            if (!IEQ(t, tn, "identity"))
                 h->te_state |= TE_UNKNOWN;
         }
         if (i == n)
@@ -632,6 +634,10 @@ static int finish_head(ctx *c, size_t at)
     uint32_t f = h->flags;
     if ((f & TC_F_HTTP11) && !(f & TC_F_HOST) && !(c->lim->options & TC_OPT_HOST_OPTIONAL))
         return fail(c, TC_E_HOST_MISSING, at);
+    /* A CONNECT request has no content (RFC 9110 section 9.3.6): framing on one is a smuggling
+     * attempt or a broken client. */
+    if ((h->seen & SEEN_METHOD_CONNECT) && (h->cl_count || (f & TC_F_TE_FIELD)))
+        return fail(c, TC_E_CONNECT_BODY, at);
     if (f & TC_F_TE_FIELD) {
         if (!(f & TC_F_HTTP11))
             return fail(c, TC_E_TE_HTTP10, at);

@@ -61,7 +61,7 @@ enum tc_error {
     TC_E_CL_AND_TE,           /* both Content-Length and Transfer-Encoding */
     TC_E_TE_NOT_CHUNKED,      /* Transfer-Encoding whose final coding is not chunked */
     TC_E_TE_CHUNKED_TWICE,
-    TC_E_TE_UNKNOWN,          /* a transfer coding we do not know (501) */
+    TC_E_TE_UNKNOWN,          /* a transfer coding we do not decode, e.g. gzip (501) */
     TC_E_TE_INVALID,          /* malformed Transfer-Encoding list */
     TC_E_TE_HTTP10,           /* Transfer-Encoding in an HTTP/1.0 request */
     TC_E_EXPECT,              /* an expectation other than 100-continue (417) */
@@ -71,6 +71,7 @@ enum tc_error {
     TC_E_CHUNK_EXT_TOO_LONG,
     TC_E_CHUNK_DATA_END,      /* chunk data not followed by exactly CRLF */
     TC_E_TRAILER_FORBIDDEN,   /* a trailer field that may not be sent as a trailer */
+    TC_E_CONNECT_BODY,        /* CONNECT with Content-Length or Transfer-Encoding */
     TC_E__COUNT
 };
 

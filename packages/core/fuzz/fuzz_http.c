@@ -22,11 +22,9 @@
  *   heads and trailer sections (tc_parse_head, tc_parse_trailers)
  *     - single shot vs. two calls (split at a fuzzer-chosen point, growing buffer) vs. many calls
  *       (fuzzer-chosen piece sizes): same result class; for a complete head the same length,
- *       flags, nfields, content_length, out_len and out bytes. Between calls the out buffer is
- *       poisoned, as out is only scratch space shared with other heads. A prefix that already
- *       fails must belong to an input that fails. Error codes and offsets are not compared: a
- *       line with several faults may be refused for a different one of them when it arrives in
- *       pieces; build with -DFUZZ_SAME_ERROR to compare them too.
+ *       flags, nfields, content_length, out_len and out bytes; for an error the same error code
+ *       and offset. Between calls the out buffer is poisoned, as out is only scratch space shared
+ *       with other heads. A prefix that already fails must belong to an input that fails.
  *     - a complete head ends in CRLF, its out is well-formed marshal data of the documented shape
  *       (walked byte by byte) and fits in tc_head_out_size; names are lower-case tokens, values
  *       carry no surrounding OWS and no CR, LF or other controls but HTAB; flags and
@@ -365,14 +363,12 @@ static void feed_pieces(parse_fn parse, const char *D, size_t start, const size_
         }
     }
     CHECK(same_class(r, ref->r));
-#ifdef FUZZ_SAME_ERROR
     if (r < 0 && (h.error != ref->error || h.error_offset != ref->error_offset)) {
         fprintf(stderr, "error differs: one shot %s@%u, pieces %s@%u\n",
                 tc_error_name((int)ref->error), ref->error_offset, tc_error_name((int)h.error),
                 h.error_offset);
         abort();
     }
-#endif
     free(out);
 }
 

@@ -79,6 +79,68 @@ class Framing(enum.Enum):
 
 _NO_BODY_STATUS: Final = frozenset({204, 304})
 
+# Enum member lookups (``Their.IDLE``) search the enum class each time (about 0.2 us on 3.11); the
+# per-request paths below use these module constants, which are the very same members.
+_IDLE: Final = Their.IDLE
+_BODY_LENGTH: Final = Their.BODY_LENGTH
+_BODY_CHUNKED: Final = Their.BODY_CHUNKED
+_TRAILERS: Final = Their.TRAILERS
+_BODY_END: Final = Their.BODY_END
+_DONE: Final = Their.DONE
+_CLOSED: Final = Their.CLOSED
+_UPGRADED: Final = Their.UPGRADED
+_ERROR: Final = Their.ERROR
+_OURS_IDLE: Final = Ours.IDLE
+_SENDING: Final = Ours.SENDING
+_OURS_DONE: Final = Ours.DONE
+_NONE: Final = Framing.NONE
+_LENGTH: Final = Framing.LENGTH
+_CHUNKED: Final = Framing.CHUNKED
+_CLOSE: Final = Framing.CLOSE
+
+_Head = tuple[bytes, bytes, int, bool, bool, bool, bool]
+"""A validated response head without its framing: status line, field lines, Content-Length (-1),
+chunked asked, Connection: close asked, own Server field, own Date field."""
+
+_HEADS: dict[tuple[object, ...], _Head] = {}
+_HEADS_MAX: Final = 256
+"""Validated heads by (status, *fields): applications repeat the same few heads, so validating
+each field once (not once per response) keeps `send_response` cheap. Bounded; cleared when full."""
+
+
+def _compile_head(status: int, headers: Iterable[tuple[bytes, bytes]]) -> _Head:
+    """Validate and serialise the application's part of a head (raises LocalProtocolError)."""
+    first = status_line(status)
+    lines = []
+    length = -1
+    app_chunked = close = own_server = own_date = False
+    for name, value in headers:
+        lname = name.lower()
+        if lname == b"content-length":
+            if not value.isdigit() or length >= 0:
+                raise LocalProtocolError(f"invalid content-length {value!r}")
+            length = int(value)
+            continue
+        if lname == b"transfer-encoding":
+            if value.strip().lower() != b"chunked":
+                raise LocalProtocolError(f"unsupported transfer-encoding {value!r}")
+            app_chunked = True
+            continue
+        if lname == b"connection":
+            if b"close" in value.lower():
+                close = True
+            continue
+        if lname == b"server":
+            own_server = True
+        elif lname == b"date":
+            own_date = True
+        if not name or name.translate(None, TOKEN_BYTES):
+            raise LocalProtocolError(f"invalid header name {name!r}")
+        if b"\r" in value or b"\n" in value or b"\0" in value:
+            raise LocalProtocolError(f"invalid header value for {name!r}: CR, LF or NUL")
+        lines.append(b"%s: %s\r\n" % (name, value))
+    return first, b"".join(lines), length, app_chunked, close, own_server, own_date
+
 
 class Connection:
     """One client connection, from the server's side. Not thread-safe: one driver at a time."""
@@ -86,12 +148,15 @@ class Connection:
     __slots__ = (
         "_parser", "_chunks", "_c_limits", "_buf", "_pos", "_eof", "_remaining",
         "their_state", "our_state", "request", "keep_alive", "closing",
-        "_framing", "_out_remaining", "_continue_sent", "server_line",
+        "_framing", "_out_remaining", "_continue_sent", "server_line", "date_header",
     )
 
-    def __init__(self, limits: ParserLimits | CLimits, *, server_line: bytes = b"") -> None:
+    def __init__(self, limits: ParserLimits | CLimits, *, server_line: bytes = b"",
+                 date_header: bool = True) -> None:
         """`limits` is a ParserLimits or a shared `c_limits()` pointer (one per server).
-        `server_line` is the `server: ...\\r\\n` field line added to every response (or b"")."""
+        `server_line` is the `server: ...\\r\\n` field line added to every response (or b"");
+        `date_header` adds the cached `date` field. Either default is left out of a response whose
+        application headers carry their own `server` / `date` field."""
         self._c_limits = c_limits(limits) if isinstance(limits, ParserLimits) else limits
         self._parser = HeadParser(self._c_limits)
         self._chunks: ChunkedDecoder | None = None
@@ -99,15 +164,16 @@ class Connection:
         self._pos = 0
         self._eof = False
         self._remaining = 0
-        self.their_state = Their.IDLE
-        self.our_state = Ours.IDLE
+        self.their_state = _IDLE
+        self.our_state = _OURS_IDLE
         self.request: Request | None = None
         self.keep_alive = True
         self.closing = False  # the server is shutting down: no more persistent responses
-        self._framing = Framing.NONE
+        self._framing = _NONE
         self._out_remaining = 0
         self._continue_sent = False
         self.server_line = server_line
+        self.date_header = date_header
 
     # ---------------------------------------------------------------------------------- input
 
@@ -135,23 +201,23 @@ class Connection:
     @property
     def their_done(self) -> bool:
         """The whole request, body included, has been received."""
-        return self.their_state is Their.DONE or self.their_state is Their.BODY_END
+        return self.their_state is _DONE or self.their_state is _BODY_END
 
     def next_event(self) -> Event:
         """The next event, NEED_DATA or PAUSED. Raises ProtocolError on bad input (sticky)."""
         state = self.their_state
-        if state is Their.IDLE:
+        if state is _IDLE:
             return self._next_request()
-        if state is Their.BODY_LENGTH:
+        if state is _BODY_LENGTH:
             return self._next_length_data()
-        if state is Their.BODY_END:
-            self.their_state = Their.DONE
+        if state is _BODY_END:
+            self.their_state = _DONE
             return END_OF_MESSAGE
-        if state is Their.BODY_CHUNKED or state is Their.TRAILERS:
+        if state is _BODY_CHUNKED or state is _TRAILERS:
             return self._next_chunked()
-        if state is Their.DONE or state is Their.UPGRADED:
+        if state is _DONE or state is _UPGRADED:
             return PAUSED
-        if state is Their.CLOSED:
+        if state is _CLOSED:
             return ConnectionClosed(self.request is None)
         raise ProtocolError(400, "connection_in_error_state")
 
@@ -160,18 +226,18 @@ class Connection:
         pos = self._pos
         if pos == len(buf):
             if self._eof:
-                self.their_state = Their.CLOSED
+                self.their_state = _CLOSED
                 return ConnectionClosed(True)
             return NEED_DATA
         try:
             req = self._parser.parse(buf, pos)
         except ProtocolError:
-            self.their_state = Their.ERROR
+            self.their_state = _ERROR
             self.keep_alive = False
             raise
         if req is None:
             if self._eof:
-                self.their_state = Their.ERROR
+                self.their_state = _ERROR
                 self.keep_alive = False
                 raise ProtocolError(400, "incomplete_request")
             return NEED_DATA
@@ -185,12 +251,12 @@ class Connection:
                 chunks = self._chunks = ChunkedDecoder(self._c_limits)
             else:
                 chunks.reset()
-            self.their_state = Their.BODY_CHUNKED
+            self.their_state = _BODY_CHUNKED
         elif flags & F_LENGTH and req.content_length:
             self._remaining = req.content_length
-            self.their_state = Their.BODY_LENGTH
+            self.their_state = _BODY_LENGTH
         else:
-            self.their_state = Their.BODY_END
+            self.their_state = _BODY_END
         return req
 
     def _next_length_data(self) -> Event:
@@ -207,7 +273,7 @@ class Connection:
         self._pos = pos + n
         self._remaining -= n
         if not self._remaining:
-            self.their_state = Their.BODY_END
+            self.their_state = _BODY_END
         return _new(Data, (data,))
 
     def _next_chunked(self) -> Event:
@@ -215,11 +281,11 @@ class Connection:
         if chunks is None:  # cannot happen: set with BODY_CHUNKED
             raise ProtocolError(500, "no_chunked_decoder")
         try:
-            if self.their_state is Their.BODY_CHUNKED:
+            if self.their_state is _BODY_CHUNKED:
                 data, consumed, done = chunks.decode(self._buf, self._pos)
                 self._pos += consumed
                 if done:
-                    self.their_state = Their.TRAILERS
+                    self.their_state = _TRAILERS
                 if data:
                     return _new(Data, (data,))
                 if not done:
@@ -230,18 +296,18 @@ class Connection:
                 return self._body_eof()
             trailers = self._parser.parse_trailers(self._buf, self._pos)
         except ProtocolError:
-            self.their_state = Their.ERROR
+            self.their_state = _ERROR
             self.keep_alive = False
             raise
         if trailers is None:
             return self._body_eof()
         self._pos += self._parser.length
-        self.their_state = Their.DONE
+        self.their_state = _DONE
         return EndOfMessage(trailers) if trailers else END_OF_MESSAGE
 
     def _body_eof(self) -> Event:
         if self._eof:
-            self.their_state = Their.CLOSED
+            self.their_state = _CLOSED
             self.keep_alive = False
             return ConnectionClosed(False)
         return NEED_DATA
@@ -251,61 +317,61 @@ class Connection:
     def send_continue(self) -> bytes:
         """`100 Continue` when the client waits for it (call when the app first reads the body)."""
         req = self.request
-        if (req is None or self._continue_sent or self.our_state is not Ours.IDLE
+        if (req is None or self._continue_sent or self.our_state is not _OURS_IDLE
                 or not req.flags & F_EXPECT_CONTINUE or self.their_done):
             return b""
         self._continue_sent = True
         return CONTINUE
 
-    def send_response(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
-        """The response head. Field names may be any case; framing fields are interpreted."""
+    def send_response(self, status: int, headers: Iterable[tuple[bytes, bytes]],
+                      content_length: int = -1) -> bytes:
+        """The response head. Field names may be any case; framing fields are interpreted.
+
+        `content_length` is the body's size when the server already holds the whole body: it frames
+        the response unless the headers carry a Content-Length (or ask for chunked) themselves."""
         req = self.request
-        if req is None or self.our_state is not Ours.IDLE:
+        if req is None or self.our_state is not _OURS_IDLE:
             raise LocalProtocolError("no request to respond to, or a response was already started")
         if status < 200:
             raise LocalProtocolError("informational responses go through send_informational()")
-        lines = [status_line(status), self.server_line, DATE.line()]
-        length = -1
-        app_chunked = False
-        for name, value in headers:
-            lname = name.lower()
-            if lname == b"content-length":
-                if not value.isdigit() or length >= 0:
-                    raise LocalProtocolError(f"invalid content-length {value!r}")
-                length = int(value)
-                continue
-            if lname == b"transfer-encoding":
-                if value.strip().lower() != b"chunked":
-                    raise LocalProtocolError(f"unsupported transfer-encoding {value!r}")
-                app_chunked = True
-                continue
-            if lname == b"connection":
-                if b"close" in value.lower():
-                    self.keep_alive = False
-                continue
-            if not name or name.translate(None, TOKEN_BYTES):
-                raise LocalProtocolError(f"invalid header name {name!r}")
-            if b"\r" in value or b"\n" in value or b"\0" in value:
-                raise LocalProtocolError(f"invalid header value for {name!r}: CR, LF or NUL")
-            lines.append(b"%s: %s\r\n" % (name, value))
+        key = (status, *headers)
+        try:
+            head = _HEADS.get(key)
+            cacheable = True
+        except TypeError:  # unhashable items (lists, bytearrays): validate without caching
+            head = None
+            cacheable = False
+        if head is None:
+            head = _compile_head(status, key[1:])  # type: ignore[arg-type]
+            if cacheable:
+                if len(_HEADS) >= _HEADS_MAX:
+                    _HEADS.clear()
+                _HEADS[key] = head
+        first, fields, length, app_chunked, close, own_server, own_date = head
+        if close:
+            self.keep_alive = False
+        lines = [first, b"" if own_server else self.server_line,
+                 DATE.line() if self.date_header and not own_date else b"", fields]
         http11 = req.flags & F_HTTP11
+        if length < 0 and content_length >= 0 and not app_chunked:
+            length = content_length
         if req.method == b"HEAD":
-            framing = Framing.NONE
+            framing = _NONE
             if length >= 0:
                 lines.append(b"content-length: %d\r\n" % length)
         elif status in _NO_BODY_STATUS:
-            framing = Framing.NONE
+            framing = _NONE
             if status == 304 and length >= 0:
                 lines.append(b"content-length: %d\r\n" % length)
         elif length >= 0 and not app_chunked:
-            framing = Framing.LENGTH
+            framing = _LENGTH
             self._out_remaining = length
             lines.append(b"content-length: %d\r\n" % length)
         elif http11:
-            framing = Framing.CHUNKED
+            framing = _CHUNKED
             lines.append(b"transfer-encoding: chunked\r\n")
         else:
-            framing = Framing.CLOSE
+            framing = _CLOSE
             self.keep_alive = False
         self._framing = framing
         if self.closing:
@@ -316,12 +382,12 @@ class Connection:
             lines.append(b"connection: keep-alive\r\n\r\n")
         else:
             lines.append(b"\r\n")
-        self.our_state = Ours.SENDING
+        self.our_state = _SENDING
         return b"".join(lines)
 
     def send_informational(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
         """A 1xx response (103 Early Hints, 101 Switching Protocols) before the final one."""
-        if not 100 <= status < 200 or self.our_state is not Ours.IDLE:
+        if not 100 <= status < 200 or self.our_state is not _OURS_IDLE:
             raise LocalProtocolError("an informational response needs a 1xx status, before the final")
         lines = [status_line(status)]
         for name, value in headers:
@@ -331,37 +397,62 @@ class Connection:
             lines.append(b"%s: %s\r\n" % (name, value))
         lines.append(b"\r\n")
         if status == 101:
-            self.their_state = Their.UPGRADED
-            self.our_state = Ours.DONE
+            self.their_state = _UPGRADED
+            self.our_state = _OURS_DONE
             self.keep_alive = False
         return b"".join(lines)
 
     def send_data(self, data: bytes) -> bytes:
         """Body bytes, framed. Sending more than a declared Content-Length raises."""
         framing = self._framing
-        if self.our_state is not Ours.SENDING:
+        if self.our_state is not _SENDING:
             raise LocalProtocolError("send_data() outside a response")
-        if framing is Framing.CHUNKED:
+        if framing is _CHUNKED:
             return chunk(data)
-        if framing is Framing.LENGTH:
+        if framing is _LENGTH:
             if len(data) > self._out_remaining:
                 self.keep_alive = False
                 raise LocalProtocolError("response body longer than its content-length")
             self._out_remaining -= len(data)
             return data
-        if framing is Framing.CLOSE:
+        if framing is _CLOSE:
             return data
         return b""
 
+    def send_data_external(self, length: int) -> None:
+        """Account for `length` body bytes the server writes itself, bypassing send_data() (e.g.
+        with os.sendfile()). Only for a body framed by Content-Length or by closing (or no body,
+        where nothing may be written); raises LocalProtocolError otherwise, or past the length."""
+        if self.our_state is not _SENDING:
+            raise LocalProtocolError("send_data_external() outside a response")
+        framing = self._framing
+        if framing is _LENGTH:
+            if length > self._out_remaining:
+                self.keep_alive = False
+                raise LocalProtocolError("response body longer than its content-length")
+            self._out_remaining -= length
+        elif framing is _CHUNKED or (framing is _NONE and length):
+            raise LocalProtocolError(f"cannot write raw body bytes with {framing.value} framing")
+
+    def sent_directly(self, count: int) -> None:
+        """Account for `count` body bytes the server wrote itself (os.sendfile) instead of through
+        `send_data`. Only for a response framed by Content-Length; overrunning it raises."""
+        if self.our_state is not _SENDING or self._framing is not _LENGTH:
+            raise LocalProtocolError("sent_directly() needs a Content-Length response in progress")
+        if count > self._out_remaining:
+            self.keep_alive = False
+            raise LocalProtocolError("response body longer than its content-length")
+        self._out_remaining -= count
+
     def send_end(self, trailers: Iterable[tuple[bytes, bytes]] | None = None) -> bytes:
         """The end of the response. A body shorter than its Content-Length forces a close."""
-        if self.our_state is not Ours.SENDING:
+        if self.our_state is not _SENDING:
             raise LocalProtocolError("send_end() outside a response")
-        self.our_state = Ours.DONE
+        self.our_state = _OURS_DONE
         framing = self._framing
-        if framing is Framing.CHUNKED:
+        if framing is _CHUNKED:
             return last_chunk(trailers)
-        if framing is Framing.LENGTH and self._out_remaining:
+        if framing is _LENGTH and self._out_remaining:
             self.keep_alive = False
         if not self.their_done:
             self.keep_alive = False  # unread request body: the server must drain or close
@@ -379,15 +470,15 @@ class Connection:
 
     def start_next_cycle(self) -> None:
         """Forget the finished request and response; the next request can be parsed."""
-        if not self.their_done or self.our_state is not Ours.DONE:
+        if not self.their_done or self.our_state is not _OURS_DONE:
             raise LocalProtocolError("start_next_cycle() before both sides are done")
         if not self.keep_alive:
             raise LocalProtocolError("the connection is not persistent: close it")
-        self.their_state = Their.IDLE
-        self.our_state = Ours.IDLE
+        self.their_state = _IDLE
+        self.our_state = _OURS_IDLE
         self.request = None
         self._continue_sent = False
-        self._framing = Framing.NONE
+        self._framing = _NONE
         buf = self._buf
         if self._pos == len(buf):
             self._buf = b""

@@ -27,8 +27,9 @@ class ParserLimits:
     """Longest request line (method, target, version), excluding the CRLF. Over it: 414."""
     max_fields: int = 100
     """Most header fields in one head (trailer fields count separately). Over it: 431."""
-    max_field_size: int = 8190
-    """Longest single header field line ("name: value"), excluding the CRLF. Over it: 431."""
+    max_field_size: int = 8188
+    """Longest single header field line ("name: value"), excluding the CRLF. Over it: 431.
+    (Gunicorn's limit_request_field_size counts the CRLF: its default 8190 is this 8188.)"""
     max_head_size: int = 65536
     """Longest whole head (or trailer section), CRLFs and the blank line included. Over it: 431."""
     max_body_size: int = 0

@@ -1193,7 +1193,8 @@ LIMIT_REQUEST_FIELD_SIZE: Setting[int] = Setting(
     default=8190,
     flags=("--limit-request-field-size", "--limit-request-field_size"),
     metavar="BYTES",
-    help="""Longest header field line (name, colon and value); longer: 431. 0 = the default, 8190.
+    help="""Longest header field line (name, colon, value and CRLF, as Gunicorn counts it); longer:
+    431. 0 = the default, 8190.
     --limit-request-field_size is Gunicorn's spelling.""",
 )
 
@@ -1495,12 +1496,18 @@ MAX_FIELDS = 32768
 DEFAULT_FIELD_SIZE = 8190
 
 
+def max_field_size(limit_request_field_size: int) -> int:
+    """The parser's max_field_size for a --limit-request-field-size. Like Gunicorn's, the setting
+    counts a field line with its CRLF; the parser's limit counts it without."""
+    return max((limit_request_field_size or DEFAULT_FIELD_SIZE) - 2, 1)
+
+
 def parser_limits(cfg: Settings) -> ParserLimits:
     """The parser's limits from loaded settings (applying the "0 means ..." rules)."""
     return ParserLimits(
         max_request_line=cfg[LIMIT_REQUEST_LINE] or MAX_REQUEST_LINE,
         max_fields=cfg[LIMIT_REQUEST_FIELDS] or MAX_FIELDS,
-        max_field_size=cfg[LIMIT_REQUEST_FIELD_SIZE] or DEFAULT_FIELD_SIZE,
+        max_field_size=max_field_size(cfg[LIMIT_REQUEST_FIELD_SIZE]),
         max_head_size=cfg[LIMIT_REQUEST_HEAD],
         max_body_size=cfg[LIMIT_REQUEST_BODY],
         max_chunk_line=cfg[LIMIT_CHUNK_LINE],

@@ -1,0 +1,111 @@
+"""The arbiter with the real worker classes: ``sync`` and ``gthread`` (tricorn-wsgi) and ``asgi``
+(tricorn-asgi). Same promises as with the test worker: fast respawn, hung-worker detection from
+the thread/loop that does the work, zero failed requests across a HUP, graceful stop."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import statistics
+import threading
+import time
+
+import pytest
+from arbiter_harness import http_get, wait_for
+from test_reload import LoadLoop
+
+SERVERS = {
+    "sync": ("sync", [], "wsgi_app:app", "/hang"),
+    "gthread": ("gthread", ["--threads", "4"], "wsgi_app:app", None),
+    "asgi": ("asgi", [], "asgi_app:app", "/block"),
+}
+
+pytestmark = pytest.mark.parametrize("server", list(SERVERS))
+
+
+def start(tricorn, server: str, *args: str):  # type: ignore[no-untyped-def]
+    worker_class, extra, app, _ = SERVERS[server]
+    package = "tricorn.asgi" if worker_class == "asgi" else "tricorn.wsgi"
+    if importlib.util.find_spec(package) is None:  # (not imported here: see test_contract.py)
+        pytest.skip(f"{package} is not installed")
+    return tricorn("-b", "127.0.0.1:0", *extra, *args, worker_class=worker_class, app=app)
+
+
+def test_respawn_and_graceful_stop(tricorn, server: str) -> None:
+    master = start(tricorn, server, "-w", "2", "--respawn-backoff-uptime", "0")
+    master.wait_ready(2)
+    assert master.get("/")[0] == 200
+    latencies = []
+    for round_ in range(3):
+        victim = int(master.get("/pid")[1])
+        start_time = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        master.wait_ready(round_ + 3, timeout=10)
+        wait_for(lambda v=victim: len(master.workers()) == 2 and v not in master.workers(), 5,
+                 what="two workers")
+        latencies.append((time.monotonic() - start_time) * 1000)
+    print(f"\n{server}: kill -9 -> replacement ready (ms): median "
+          f"{statistics.median(latencies):.0f}, all {[round(x) for x in latencies]}")
+
+    results: list[object] = []
+
+    def slow() -> None:
+        try:
+            results.append(http_get(master.port, "/slow?s=1", timeout=10))
+        except OSError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=slow) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.4)
+    master.send(signal.SIGTERM)
+    for thread in threads:
+        thread.join(15)
+    assert master.wait_exit(15) == 0
+    assert results == [(200, b"slow done")] * 2
+
+
+# Known gap in the gthread and asgi workers (reported, not the arbiter's): on SIGTERM they close a
+# connection that was accepted but whose first request has not been read yet, as if it were an
+# idle keep-alive connection; a client that connected a moment before then gets no response.
+# A freshly accepted connection is owed its first response.
+FRESH_CONNECTION_RACE = pytest.mark.xfail(
+    reason="gthread/asgi close freshly accepted connections on graceful stop", strict=False
+)
+
+
+def test_hup_under_load_loses_nothing(tricorn, server: str, request: pytest.FixtureRequest) -> None:
+    if server in ("gthread", "asgi"):
+        request.applymarker(FRESH_CONNECTION_RACE)
+    master = start(tricorn, server, "-w", "2")
+    master.wait_ready(2)
+    before = master.workers()
+    load = LoadLoop(master.port, threads=2, max_requests=3000, max_seconds=25)
+    try:
+        time.sleep(0.3)
+        master.send(signal.SIGHUP)
+        master.wait_log("Reload complete", timeout=15)
+        time.sleep(0.3)
+    finally:
+        load.stop()
+    print(f"\n{server}: HUP under load: {load.ok} ok, {len(load.failures)} failed")
+    assert load.failures == []
+    assert not (master.workers() & before)
+
+
+def test_blocked_worker_is_aborted_and_replaced(tricorn, server: str) -> None:
+    path = SERVERS[server][3]
+    if path is None:
+        pytest.skip("gthread's heartbeat comes from its main thread, which the app never blocks")
+    master = start(tricorn, server, "-w", "1", "--timeout", "1")
+    master.wait_ready(1)
+    (pid,) = master.workers()
+    with socket.create_connection(("127.0.0.1", master.port), timeout=5) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        master.wait_log(rf"WORKER TIMEOUT \(pid:{pid}\)", timeout=8)
+    master.wait_log(r"(?s)Thread 0x.*_app\.py", timeout=5)  # the stack shows the app's frame
+    master.wait_ready(2, timeout=10)
+    assert master.get("/")[0] == 200

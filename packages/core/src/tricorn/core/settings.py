@@ -1542,6 +1542,25 @@ def bind_addresses(cfg: Settings) -> tuple[BindAddress, ...]:
 # Docs
 
 
+# The settings modules of the server packages, which register into REGISTRY when imported. Only
+# the reference docs and tests name them all; no package depends on another through this list.
+PACKAGE_SETTINGS = ("tricorn.wsgi.settings", "tricorn.asgi.settings", "tricorn.arbiter.settings")
+
+
+def load_package_settings() -> list[str]:
+    """Import the settings modules of every installed tricorn package; the names imported."""
+    loaded = []
+    for module in PACKAGE_SETTINGS:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module.startswith(exc.name):
+                raise
+            continue
+        loaded.append(module)
+    return loaded
+
+
 def render_markdown(registry: Registry) -> str:
     """The settings reference, grouped by section (the source of ``docs/settings.md``)."""
     out = [
@@ -1602,9 +1621,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="MODULE",
-        help="import MODULE first (it registers its settings into REGISTRY)",
+        help="import MODULE first (it registers its settings into REGISTRY); the installed "
+        "tricorn packages' settings are always imported",
     )
     args = parser.parse_args(argv)
+    load_package_settings()
     for module in args.modules:
         importlib.import_module(module)
     if args.markdown:

@@ -419,30 +419,20 @@ class Connection:
             return data
         return b""
 
-    def send_data_external(self, length: int) -> None:
-        """Account for `length` body bytes the server writes itself, bypassing send_data() (e.g.
-        with os.sendfile()). Only for a body framed by Content-Length or by closing (or no body,
-        where nothing may be written); raises LocalProtocolError otherwise, or past the length."""
-        if self.our_state is not _SENDING:
-            raise LocalProtocolError("send_data_external() outside a response")
-        framing = self._framing
-        if framing is _LENGTH:
-            if length > self._out_remaining:
-                self.keep_alive = False
-                raise LocalProtocolError("response body longer than its content-length")
-            self._out_remaining -= length
-        elif framing is _CHUNKED or (framing is _NONE and length):
-            raise LocalProtocolError(f"cannot write raw body bytes with {framing.value} framing")
-
     def sent_directly(self, count: int) -> None:
         """Account for `count` body bytes the server wrote itself (os.sendfile) instead of through
-        `send_data`. Only for a response framed by Content-Length; overrunning it raises."""
-        if self.our_state is not _SENDING or self._framing is not _LENGTH:
-            raise LocalProtocolError("sent_directly() needs a Content-Length response in progress")
-        if count > self._out_remaining:
-            self.keep_alive = False
-            raise LocalProtocolError("response body longer than its content-length")
-        self._out_remaining -= count
+        `send_data`. Only for a body framed by Content-Length (overrunning it raises) or by
+        closing, or no body with `count` 0; raises LocalProtocolError otherwise."""
+        if self.our_state is not _SENDING:
+            raise LocalProtocolError("sent_directly() outside a response")
+        framing = self._framing
+        if framing is _LENGTH:
+            if count > self._out_remaining:
+                self.keep_alive = False
+                raise LocalProtocolError("response body longer than its content-length")
+            self._out_remaining -= count
+        elif framing is _CHUNKED or (framing is _NONE and count):
+            raise LocalProtocolError(f"cannot write raw body bytes with {framing.value} framing")
 
     def send_end(self, trailers: Iterable[tuple[bytes, bytes]] | None = None) -> bytes:
         """The end of the response. A body shorter than its Content-Length forces a close."""

@@ -1,0 +1,230 @@
+"""tricorn-asgi's own settings, registered into the shared registry (`tricorn.core.settings`).
+
+Core declares what every server shares (bind, limits, header-read deadline, keep-alive, graceful
+timeout, proxy, TLS, logging); this module adds what only the asyncio server has. Importing it is
+cheap (no asyncio, no uvloop), so the arbiter can import it to build its CLI.
+
+Invariants:
+- Every limit and deadline the ASGI server enforces is a setting here or in core; none is a
+  constant in the protocol code.
+- Settings that also make sense for the ``asgi`` worker class under the arbiter are registered for
+  both commands; `limit_max_requests` is the standalone spelling of the arbiter's own max-requests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tricorn.core.settings import (
+    REGISTRY,
+    Setting,
+    Settings,
+    one_of,
+    optional,
+    to_float,
+    to_int,
+)
+
+SECTION = "ASGI"
+BOTH = frozenset({"asgi", "arbiter"})
+ALONE = frozenset({"asgi"})
+_MAX_U31 = 2**31 - 1
+
+LOOP: Setting[str] = Setting(
+    name="loop",
+    section=SECTION,
+    convert=one_of("auto", "asyncio", "uvloop"),
+    default="auto",
+    flags=("--loop",),
+    metavar="LOOP",
+    commands=BOTH,
+    help="""Event loop: auto (uvloop when installed, else asyncio), asyncio or uvloop
+    (pip install 'tricorn-asgi[uvloop]').""",
+)
+
+LIFESPAN: Setting[str] = Setting(
+    name="lifespan",
+    section=SECTION,
+    convert=one_of("auto", "on", "off"),
+    default="auto",
+    flags=("--lifespan",),
+    metavar="MODE",
+    commands=BOTH,
+    help="""ASGI lifespan protocol: on (startup must succeed, else exit code 3), off (never sent),
+    or auto (on, unless the application does not support it).""",
+)
+
+INTERFACE: Setting[str] = Setting(
+    name="interface",
+    section=SECTION,
+    convert=one_of("auto", "asgi3", "asgi2", "wsgi"),
+    default="auto",
+    flags=("--interface",),
+    metavar="INTERFACE",
+    commands=BOTH,
+    help="""Application interface: asgi3, asgi2 (a class instantiated per scope), wsgi (run in a
+    bounded thread pool, see --wsgi-threads), or auto (asgi2 for a class, else asgi3).""",
+)
+
+WS: Setting[str] = Setting(
+    name="ws",
+    section=SECTION,
+    convert=one_of("auto", "none"),
+    default="auto",
+    flags=("--ws",),
+    metavar="WS",
+    commands=BOTH,
+    help="""WebSocket support: auto (the built-in implementation, when present) or none (upgrade
+    requests are served as plain HTTP requests).""",
+)
+
+WSGI_THREADS: Setting[int] = Setting(
+    name="wsgi_threads",
+    section=SECTION,
+    convert=to_int(min=1, max=4096),
+    default=10,
+    flags=("--wsgi-threads",),
+    metavar="INT",
+    commands=BOTH,
+    help="""With --interface wsgi: threads running the WSGI application; requests beyond them
+    wait in the event loop, not in threads.""",
+)
+
+LIMIT_CONCURRENCY: Setting[int | None] = Setting(
+    name="limit_concurrency",
+    section="Limits",
+    convert=optional(to_int(min=1, max=_MAX_U31)),
+    default=None,
+    flags=("--limit-concurrency",),
+    metavar="INT",
+    commands=BOTH,
+    help="""Most connections (idle keep-alive ones included) and running requests per process;
+    a request beyond it is answered 503 at once.""",
+)
+
+LIMIT_MAX_REQUESTS: Setting[int] = Setting(
+    name="limit_max_requests",
+    section="Limits",
+    convert=to_int(min=0, max=_MAX_U31),
+    default=0,
+    flags=("--limit-max-requests", "--max-requests"),
+    metavar="INT",
+    commands=ALONE,
+    help="""Stop gracefully after this many requests (plus a random jitter), so a supervisor
+    starts a fresh process; 0 = never.""",
+)
+
+LIMIT_MAX_REQUESTS_JITTER: Setting[int] = Setting(
+    name="limit_max_requests_jitter",
+    section="Limits",
+    convert=to_int(min=0, max=_MAX_U31),
+    default=0,
+    flags=("--limit-max-requests-jitter", "--max-requests-jitter"),
+    metavar="INT",
+    commands=ALONE,
+    help="Add a random 0..N to --limit-max-requests, so processes do not all stop together.",
+)
+
+READ_BUFFER_SIZE: Setting[int] = Setting(
+    name="read_buffer_size",
+    section="Limits",
+    convert=to_int(min=1024, max=_MAX_U31),
+    default=65536,
+    flags=("--read-buffer-size",),
+    metavar="BYTES",
+    commands=BOTH,
+    help="""Request body bytes buffered for an application that has not read them yet; above
+    it the server stops reading from the socket (flow control) until the application reads.""",
+)
+
+WRITE_BUFFER_SIZE: Setting[int] = Setting(
+    name="write_buffer_size",
+    section="Limits",
+    convert=to_int(min=1024, max=_MAX_U31),
+    default=65536,
+    flags=("--write-buffer-size",),
+    metavar="BYTES",
+    commands=BOTH,
+    help="""Response bytes buffered for a client that reads slowly; above it the application's
+    send() waits until the client has taken some.""",
+)
+
+TIMEOUT_BODY_READ: Setting[float] = Setting(
+    name="timeout_body_read",
+    section="Timeouts",
+    convert=to_float(min=0.001),
+    default=30.0,
+    flags=("--timeout-body-read",),
+    metavar="SECONDS",
+    commands=BOTH,
+    help="""While the application waits for request body bytes: how long the client may send
+    nothing before the connection is closed (the application then sees http.disconnect).""",
+)
+
+TIMEOUT_WRITE: Setting[float] = Setting(
+    name="timeout_write",
+    section="Timeouts",
+    convert=to_float(min=0.001),
+    default=60.0,
+    flags=("--timeout-write",),
+    metavar="SECONDS",
+    commands=BOTH,
+    help="""How long a client may leave a full write buffer unread (the application's send()
+    waiting) before the connection is aborted.""",
+)
+
+TIMEOUT_LINGER: Setting[float] = Setting(
+    name="timeout_linger",
+    section="Timeouts",
+    convert=to_float(min=0),
+    default=2.0,
+    flags=("--timeout-linger",),
+    metavar="SECONDS",
+    commands=BOTH,
+    help="""After an error response (or a response that left request body unread): how long
+    the server half-closes and discards input, so the client reads the response before the close.""",
+)
+
+TIMEOUT_LIFESPAN: Setting[float] = Setting(
+    name="timeout_lifespan",
+    section="Timeouts",
+    convert=to_float(min=0),
+    default=60.0,
+    flags=("--timeout-lifespan",),
+    metavar="SECONDS",
+    commands=BOTH,
+    help="""How long lifespan startup and shutdown may each take; a startup that runs out of
+    time is a failed startup (exit code 3). 0 = no limit.""",
+)
+
+ASGI_SETTINGS: tuple[Setting[Any], ...] = (
+    LOOP,
+    LIFESPAN,
+    INTERFACE,
+    WS,
+    WSGI_THREADS,
+    LIMIT_CONCURRENCY,
+    LIMIT_MAX_REQUESTS,
+    LIMIT_MAX_REQUESTS_JITTER,
+    READ_BUFFER_SIZE,
+    WRITE_BUFFER_SIZE,
+    TIMEOUT_BODY_READ,
+    TIMEOUT_WRITE,
+    TIMEOUT_LINGER,
+    TIMEOUT_LIFESPAN,
+)
+
+REGISTRY.register(*ASGI_SETTINGS)
+
+
+def get(cfg: Settings, setting: Setting[Any], default: object = None) -> Any:
+    """`cfg[setting]`, or `default` when `cfg` was loaded for a command without it (e.g. the
+    arbiter's settings before this module was imported)."""
+    return cfg.data.get(setting.name, default if default is not None else setting.default)
+
+
+__all__ = [
+    "ASGI_SETTINGS", "REGISTRY", "INTERFACE", "LIFESPAN", "LIMIT_CONCURRENCY", "LIMIT_MAX_REQUESTS",
+    "LIMIT_MAX_REQUESTS_JITTER", "LOOP", "READ_BUFFER_SIZE", "TIMEOUT_BODY_READ", "TIMEOUT_LIFESPAN",
+    "TIMEOUT_LINGER", "TIMEOUT_WRITE", "WRITE_BUFFER_SIZE", "WS", "WSGI_THREADS", "get",
+]

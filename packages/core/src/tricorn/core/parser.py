@@ -103,25 +103,16 @@ class HeadParser:
         self.length = 0
 
     def parse(self, buf: bytes | bytearray, start: int = 0) -> Request | None:
-        head = self._head
-        try:
-            size, out, view = _tls.head
-        except AttributeError:
-            size = 0
-        if size < self._out_size:
-            out, view = _head_scratch(self._out_size)
-        if type(buf) is not bytes:
-            buf = _from_buffer(buf)
-        n = _parse_head(head, buf, len(buf), start, out)
-        if n > 0:
-            self.length = n
-            return _new_request(Request, _loads(view))
-        if n == 0:
-            return None
-        raise error_for(head.error, head.error_offset)
+        fields = self._call(_parse_head, buf, start)
+        return None if fields is None else _new_request(Request, fields)
 
     def parse_trailers(self, buf: bytes | bytearray, start: int = 0) -> Headers | None:
         """The trailer fields once the section beginning at `buf[start]` is complete, else None."""
+        trailers: Headers | None = self._call(_parse_trailers, buf, start)
+        return trailers
+
+    def _call(self, parse: Any, buf: bytes | bytearray, start: int) -> Any:
+        """One C call; the unmarshalled result when complete, None when more bytes are needed."""
         head = self._head
         try:
             size, out, view = _tls.head
@@ -131,11 +122,10 @@ class HeadParser:
             out, view = _head_scratch(self._out_size)
         if type(buf) is not bytes:
             buf = _from_buffer(buf)
-        n = _parse_trailers(head, buf, len(buf), start, out)
+        n = parse(head, buf, len(buf), start, out)
         if n > 0:
             self.length = n
-            trailers: Headers = _loads(view)
-            return trailers
+            return _loads(view)
         if n == 0:
             return None
         raise error_for(head.error, head.error_offset)

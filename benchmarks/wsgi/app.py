@@ -1,0 +1,31 @@
+"""The WSGI application every server in benchmarks/wsgi/bench.py runs (the same file for all).
+
+GET /       -> "Hello, World!" (13 bytes)
+GET /64k    -> 64 KiB of bytes
+POST /echo  -> the request body (read with its Content-Length)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+HELLO = b"Hello, World!"
+BIG = b"x" * 65536
+_TEXT = [("Content-Type", "text/plain"), ("Content-Length", str(len(HELLO)))]
+_BIG = [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(BIG)))]
+
+
+def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    path = environ["PATH_INFO"]
+    if path == "/64k":
+        start_response("200 OK", _BIG)
+        return [BIG]
+    if path == "/echo":
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+    start_response("200 OK", _TEXT)
+    return [HELLO]

@@ -3,10 +3,12 @@
 GET /       -> "Hello, World!" (13 bytes)
 GET /64k    -> 64 KiB of bytes
 POST /echo  -> the request body (read with its Content-Length)
+GET /pid    -> the pid of the serving process (benchmarks/arbiter/run.py: respawn latency)
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -27,5 +29,9 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         start_response("200 OK", [("Content-Type", "application/octet-stream"),
                                   ("Content-Length", str(len(body)))])
         return [body]
+    if path == "/pid":
+        pid = str(os.getpid()).encode()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(pid)))])
+        return [pid]
     start_response("200 OK", _TEXT)
     return [HELLO]

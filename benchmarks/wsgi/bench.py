@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import re
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import common  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 THREADS = 4
@@ -76,29 +74,9 @@ def server_commands(py: str, peer_py: str, port: int) -> dict[str, list[str]]:
 # ---------------------------------------------------------------------------------------- setup
 
 
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    print("installing wrk with apt-get ...", file=sys.stderr)
-    subprocess.run(["apt-get", "update", "-q"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True)
-    found = shutil.which("wrk")
-    if not found:
-        raise SystemExit("wrk is not available")
-    return found
-
-
 def ensure_peers(venv: Path) -> str:
-    py = venv / "bin" / "python"
-    if not py.exists():
-        print(f"creating {venv} ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    probe = subprocess.run([str(py), "-c", "import gunicorn, granian"], capture_output=True)
-    if probe.returncode != 0:
-        print("installing gunicorn and granian ...", file=sys.stderr)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "gunicorn", "granian"], check=True)
-    return str(py)
+    bin_dir = common.ensure_venv(venv, ["gunicorn", "granian"], ["gunicorn", "granian"])
+    return str(bin_dir / "python")
 
 
 def versions(py: str, peer_py: str) -> dict[str, str]:
@@ -112,33 +90,11 @@ def versions(py: str, peer_py: str) -> dict[str, str]:
         "gunicorn": ver(peer_py, "gunicorn"),
         "granian": ver(peer_py, "granian"),
         "python": platform.python_version(),
-        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0],
+        "wrk": common.wrk_version(),
     }
 
 
 # ------------------------------------------------------------------------------------------ run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-                if s.recv(100).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("server not ready")
 
 
 @dataclass
@@ -150,36 +106,20 @@ class Result:
     non_2xx: int
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if not m:
-        return float("nan")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def parse_wrk(out: str) -> Result:
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return Result(rps, _ms(pct.get("50", "nan")), _ms(pct.get("99", "nan")), errors,
-                  int(non2xx.group(1)) if non2xx else 0)
-
-
 def run_wrk(wrk: str, port: int, wl: Workload, duration: float, connections: int,
             wrk_cpu: str, lua_dir: Path) -> Result:
-    cmd = ["taskset", "-c", wrk_cpu, wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
-           "--latency", "--timeout", "5s", *wl.wrk_args]
+    extra = list(wl.wrk_args)
     if wl.lua:
         script = lua_dir / "post.lua"
         script.write_text(wl.lua)
-        cmd += ["-s", str(script)]
-    cmd.append(f"http://127.0.0.1:{port}{wl.path}")
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
-    return parse_wrk(out)
+        extra += ["-s", str(script)]
+    out = common.run_wrk(wrk, f"http://127.0.0.1:{port}{wl.path}", connections, duration, extra,
+                         wrk_cpu)
+    if not out["rps"]:
+        raise RuntimeError(f"wrk gave no result for {wl.name}")
+    return Result(float(out["rps"]), float(out.get("p50_ms", float("nan"))),
+                  float(out.get("p99_ms", float("nan"))), int(out["socket_errors"]),
+                  int(out["non_2xx"]))
 
 
 @dataclass
@@ -210,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", help="write the raw results here")
     args = parser.parse_args(argv)
 
-    wrk = ensure_wrk()
+    wrk = common.ensure_wrk()
     peer_py = ensure_peers(Path(args.venv))
     names = [s.strip() for s in args.servers.split(",") if s.strip()]
     loads = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -218,14 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     lua_dir = Path(tempfile.mkdtemp(prefix="tricorn-bench-"))
     for rnd in range(args.rounds):
         for name in names:
-            port = free_port()
+            port = common.free_port()
             cmd = server_commands(sys.executable, peer_py, port)[name]
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("TRICORN_", "GUNICORN_"))}
+            env = common.clean_env()
             proc = subprocess.Popen(["taskset", "-c", args.server_cpu, *cmd], cwd=HERE, env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     stdin=subprocess.DEVNULL)
             try:
-                wait_ready(port, proc)
+                common.wait_ready(port, proc)
                 if args.warmup:
                     run_wrk(wrk, port, WORKLOADS["hello"], args.warmup, args.connections,
                             args.wrk_cpu, lua_dir)

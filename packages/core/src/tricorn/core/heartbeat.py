@@ -33,6 +33,7 @@ import struct
 import tempfile
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -63,6 +64,7 @@ _HEAD = struct.Struct("=II")
 _F64 = struct.Struct("=d")
 _U64 = struct.Struct("=Q")
 _I64 = struct.Struct("=q")
+_COUNTS = struct.Struct("=Qqd")  # requests, in-flight, duration sum: adjacent from _OFF_REQUESTS
 _OFF_NOTIFY = 8
 _OFF_READY = 16
 _OFF_LIMIT = 24
@@ -230,11 +232,7 @@ class WorkerHeartbeat:
                 pass
 
     def request_finished(self, duration: float) -> None:
-        index = 0
-        for bound in DURATION_BUCKETS:
-            if duration <= bound:
-                break
-            index += 1
+        index = bisect_left(DURATION_BUCKETS, duration)  # the first bucket whose bound >= duration
         with self._lock:
             self._in_flight = max(0, self._in_flight - 1)
             self._requests += 1
@@ -242,9 +240,8 @@ class WorkerHeartbeat:
             self._buckets[index] += 1
             try:
                 mm = self._mm
-                _I64.pack_into(mm, _OFF_IN_FLIGHT, self._in_flight)
-                _U64.pack_into(mm, _OFF_REQUESTS, self._requests)
-                _F64.pack_into(mm, _OFF_DURATION_SUM, self._duration_sum)
+                _COUNTS.pack_into(mm, _OFF_REQUESTS, self._requests, self._in_flight,
+                                  self._duration_sum)
                 _U64.pack_into(mm, _OFF_BUCKETS + 8 * index, self._buckets[index])
             except (ValueError, TypeError):
                 return

@@ -28,6 +28,7 @@ from types import FrameType
 from typing import Any, Final, TypeVar
 
 from tricorn.core.apploader import AppLoadError
+from tricorn.core.environ import EnvironBuilder
 from tricorn.core.parser import CLimits, c_limits
 from tricorn.core.proxy import TrustedPeers
 from tricorn.core.settings import (
@@ -51,7 +52,6 @@ from tricorn.core.worker import (
     WorkerContext,
 )
 
-from .environ import EnvironBuilder
 from .filewrapper import FileWrapper
 from .handler import ErrorStream, Handler
 from .settings import HEADER_MAP, SENDFILE, THREADS, TIMEOUT_IO, WORKER_CONNECTIONS

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final, TextIO
 
 from tricorn.core.connection import Connection
+from tricorn.core.environ import ConnectionInfo, Environ, EnvironBuilder
 from tricorn.core.errors import LocalProtocolError
 from tricorn.core.events import F_AUTHORITY_FORM, F_UNDERSCORE_NAME, Request
 from tricorn.core.logs import AccessLog, AccessRecord, escape_bytes
@@ -37,7 +38,6 @@ from tricorn.core.proxy import ProxyHeaderError
 from tricorn.core.worker import Heartbeat, Hooks, NullHeartbeat
 from tricorn.core.writer import error_response
 
-from .environ import ConnectionInfo, Environ, EnvironBuilder
 from .errors import ClientDisconnected, RequestBodyError, WSGIError
 from .filewrapper import FileWrapper
 from .input import Input

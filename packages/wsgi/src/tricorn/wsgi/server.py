@@ -3,7 +3,8 @@
 The standalone command is the arbiter-less harness around the same worker classes the arbiter
 forks (design §3): it loads the settings (CLI, env, config file, pyproject), sets up logging,
 loads the application, binds the listening sockets, and runs `SyncWorker` (``--threads 1``) or
-`ThreadWorker` (``--threads N``, N > 1) in this process.
+`ThreadWorker` (``--threads N``, N > 1) in this process (the steps shared with ``tricorn-asgi``
+are `tricorn.core.standalone`).
 
 Exit codes: 0 after a stop by signal; 2 for bad settings or usage; 3 when the server cannot start
 (socket, TLS files, logging); 4 when the application cannot be loaded. A server bound to port 0
@@ -17,12 +18,10 @@ import sys
 from collections.abc import Sequence
 
 from tricorn.core.apploader import AppLoadError, load_app
-from tricorn.core.logs import setup_from_settings
-from tricorn.core.settings import APP, CHDIR, ENV, FACTORY, REGISTRY, SettingsError
-from tricorn.core.sockets import ListenError, listeners_from_settings, ssl_context_from_settings
+from tricorn.core.settings import APP, CHDIR, FACTORY
+from tricorn.core.standalone import EXIT_USAGE, StartupFailed, listening, prepare_process, start
 from tricorn.core.worker import (
     EXIT_APP_LOAD_ERROR,
-    EXIT_BOOT_ERROR,
     Hooks,
     NullHeartbeat,
     WorkerContext,
@@ -31,8 +30,6 @@ from tricorn.core.worker import (
 
 from . import __version__
 from .settings import THREADS
-
-EXIT_USAGE = 2
 
 DESCRIPTION = """Serve a WSGI application (PEP 3333) from one process: the sync worker, or the
 gthread worker with --threads N > 1."""
@@ -54,51 +51,28 @@ class _StandaloneHeartbeat(NullHeartbeat):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = REGISTRY.build_parser("wsgi", description=DESCRIPTION)
-    parser.add_argument("--version", action="version", version=f"tricorn-wsgi {__version__}")
     try:
-        cfg = REGISTRY.load("wsgi", argv, parser=parser)
-    except SettingsError as exc:
-        print(f"tricorn-wsgi: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        logs = setup_from_settings(cfg)
-    except (ValueError, OSError) as exc:
-        print(f"tricorn-wsgi: error: cannot set up logging: {exc}", file=sys.stderr)
-        return EXIT_BOOT_ERROR
+        cfg, logs = start("wsgi", argv, prog="tricorn-wsgi", version=__version__,
+                          description=DESCRIPTION)
+    except StartupFailed as exc:
+        return exc.code
     log = logs.error
     try:
-        for warning in cfg.warnings:
-            log.warning("%s", warning)
-        chdir = cfg[CHDIR]
-        if chdir is not None:
-            os.chdir(chdir)
-        for key, value in cfg[ENV]:
-            os.environ[key] = value
+        prepare_process(cfg, log)
         spec = cfg[APP]
         if spec is None:  # required: load() already refused; keeps the type checker honest
             print("tricorn-wsgi: error: missing MODULE:APP", file=sys.stderr)
             return EXIT_USAGE
+        chdir = cfg[CHDIR]
         try:
             app = load_app(spec, factory=cfg[FACTORY], app_dir=chdir or os.getcwd())
         except AppLoadError as exc:
             log.error("%s", exc, exc_info=exc.__cause__ is not None)
             return EXIT_APP_LOAD_ERROR
-        try:
-            ssl_context = ssl_context_from_settings(cfg)
-        except ValueError as exc:
-            log.error("TLS: %s", exc)
-            return EXIT_BOOT_ERROR
-        try:
-            listeners = listeners_from_settings(cfg)
-        except ListenError as exc:
-            log.error("%s", exc)
-            return EXIT_BOOT_ERROR
-        try:
+        with listening(cfg, log) as (ssl_context, listeners):
             return _run(cfg, spec, app, listeners, ssl_context, logs)
-        finally:
-            for listener in listeners:
-                listener.close()
+    except StartupFailed as exc:
+        return exc.code
     finally:
         logs.close()
 

@@ -136,6 +136,7 @@ class Arbiter:
         self.reexec_pid = 0
         self.old_master_pid: int | None = None
         self.systemd_sockets = False
+        self._systemd_listeners: list[Listener] = []
         self.announced_ready = False
         self.reloading = False
         self._age = 0
@@ -234,6 +235,9 @@ class Arbiter:
             self._listeners = open_listeners(cfg, fds)
         except ListenError as exc:
             raise ArbiterError(str(exc)) from exc
+        # systemd's sockets belong to this service for its whole life, reloads included.
+        self._systemd_listeners = [x for x in self._listeners
+                                   if self.systemd_sockets and x.sock.fileno() in fds]
         chown_unix(self._listeners, cfg[s.USER], cfg[s.GROUP])
         try:
             self._ssl_context = ssl_context_from_settings(cfg)
@@ -486,7 +490,8 @@ class Arbiter:
             if old_access is not None:
                 old_access.close()
         try:
-            listeners = open_listeners(cfg, current=self._listeners)
+            listeners = open_listeners(cfg, current=self._listeners,
+                                       inherited=self._systemd_listeners)
         except ListenError as exc:
             self.log.error("Reload failed, keeping the current configuration: %s", exc)
             return False

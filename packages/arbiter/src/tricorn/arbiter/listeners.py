@@ -77,14 +77,18 @@ def open_listeners(
     fds: Sequence[int] = (),
     *,
     current: Sequence[Listener] = (),
+    inherited: Sequence[Listener] = (),
 ) -> list[Listener]:
     """Listeners for `cfg`: `current` ones that serve a configured address are reused, `fds` are
-    adopted, the rest is bound. Raises `ListenError`."""
+    adopted, the rest is bound. `inherited` are listeners adopted earlier from systemd, kept on a
+    reload exactly as if their fds had just been passed (so the default bind stays suppressed and
+    they stay served). Raises `ListenError`."""
     backlog, reuse_port = cfg[BACKLOG], cfg[REUSE_PORT]
     opened: list[Listener] = []
     try:
-        adopted = [listen(BindAddress("fd", fd=fd), backlog=backlog) for fd in fds]
-        opened.extend(adopted)
+        fresh = [listen(BindAddress("fd", fd=fd), backlog=backlog) for fd in fds]
+        opened.extend(fresh)
+        adopted = [*inherited, *fresh]
         chosen: list[Listener] = []
         addresses = bind_addresses(cfg)
         default_bind = cfg.source("bind").startswith("default")

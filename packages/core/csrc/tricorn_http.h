@@ -178,3 +178,57 @@ void tc_chunked_reset(tc_chunked *st);
  * error. st->consumed counts from start. */
 int tc_decode_chunked(tc_chunked *st, const char *buf, size_t len, size_t start, char *out,
                       size_t out_cap);
+
+/* --- WebSocket frames (RFC 6455), tricorn_ws.c ------------------------------------------------------ */
+
+enum {
+    TC_WS_MASK_REQUIRED = 1,  /* frames must be masked (we are the server) */
+    TC_WS_RSV1_ALLOWED = 2    /* RSV1 marks a compressed message (permessage-deflate negotiated) */
+};
+
+typedef struct tc_ws_frame {
+    uint32_t opcode;          /* 0 continuation, 1 text, 2 binary, 8 close, 9 ping, 10 pong */
+    uint32_t fin;             /* 1 on the last frame of a message (always 1 for control frames) */
+    uint32_t rsv1;            /* 1 on the first frame of a compressed message */
+    uint32_t close_code;      /* close frames: the status code, or 1005 for an empty payload */
+    uint64_t offset;          /* payload offset in buf (unmasked in place) */
+    uint64_t length;          /* payload length */
+} tc_ws_frame;
+
+typedef struct tc_ws {
+    /* set once by the caller */
+    uint64_t max_size;        /* largest message (sum of its fragments); 0 = no limit; more: 1009 */
+    uint32_t options;         /* TC_WS_* bits */
+    /* state kept between calls: zero it (tc_ws_reset) for a new connection */
+    uint32_t message;         /* opcode (1 or 2) of the fragmented message in progress, else 0 */
+    uint32_t compressed;      /* the message in progress is compressed (its text is checked later) */
+    uint32_t utf8;            /* incremental UTF-8 state of the text message in progress */
+    uint64_t message_len;     /* bytes of the message in progress so far */
+    /* results of the last call */
+    uint32_t error;           /* a close code (1002, 1007, 1009) once an error was found; sticky */
+    uint32_t nframes;         /* frames written to frames */
+    size_t consumed;          /* input bytes taken by the frames written */
+} tc_ws;
+
+void tc_ws_reset(tc_ws *ws);
+
+/* Parse every complete frame in buf[start:len] (at most max_frames), unmasking each payload in place
+ * in buf, into frames[]. A frame's 64-bit length is checked against max_size (and control frames
+ * against 125 bytes) as soon as its header is complete, before its payload is waited for. Text is
+ * validated as UTF-8 across the fragments of a message (unless compressed), close payloads are
+ * checked (code and UTF-8 reason). Incomplete frames are left for the next call (ws->consumed tells
+ * where they begin). Returns the number of frames (>= 0); frames that precede an error are returned
+ * first, and the next call returns -1 with ws->error set to the close code to send. */
+int tc_ws_parse(tc_ws *ws, char *buf, size_t len, size_t start, tc_ws_frame *frames,
+                uint32_t max_frames);
+
+/* Write a server frame header (unmasked; mask_key != 0: masked with it, as a client would) for a
+ * payload of `length` bytes into out (14 bytes at least). Returns the header length. */
+int tc_ws_header(char *out, uint32_t opcode, uint32_t fin, uint32_t rsv1, uint64_t length,
+                 uint32_t mask_key);
+
+/* XOR buf[0:len] with the 4-byte mask key (network order), as if starting at mask offset `phase`. */
+void tc_ws_mask(char *buf, size_t len, uint32_t mask_key, uint32_t phase);
+
+/* 1 if buf[0:len] is complete and valid UTF-8, else 0. */
+int tc_ws_utf8_valid(const char *buf, size_t len);

@@ -21,6 +21,7 @@ from tricorn.core.settings import (
     Settings,
     one_of,
     optional,
+    to_bool,
     to_float,
     to_int,
 )
@@ -76,6 +77,65 @@ WS: Setting[str] = Setting(
     commands=BOTH,
     help="""WebSocket support: auto (the built-in implementation, when present) or none (upgrade
     requests are served as plain HTTP requests).""",
+)
+
+WS_MAX_SIZE: Setting[int] = Setting(
+    name="ws_max_size",
+    section=SECTION,
+    convert=to_int(min=1, max=2**40),
+    default=16 * 1024 * 1024,
+    flags=("--ws-max-size",),
+    metavar="BYTES",
+    commands=BOTH,
+    help="""Largest WebSocket message (all its fragments, and after decompression); checked
+    against each frame header before its payload is read. Larger: close 1009.""",
+)
+
+WS_MAX_QUEUE: Setting[int] = Setting(
+    name="ws_max_queue",
+    section=SECTION,
+    convert=to_int(min=1, max=_MAX_U31),
+    default=32,
+    flags=("--ws-max-queue",),
+    metavar="INT",
+    commands=BOTH,
+    help="""Received WebSocket messages waiting for the application's receive(); with more,
+    the server stops reading from the client until the application catches up.""",
+)
+
+WS_PING_INTERVAL: Setting[float | None] = Setting(
+    name="ws_ping_interval",
+    section=SECTION,
+    convert=optional(to_float(min=0)),
+    default=20.0,
+    flags=("--ws-ping-interval",),
+    metavar="SECONDS",
+    commands=BOTH,
+    help="Send a WebSocket ping after this much time without one; 0 or none: never.",
+)
+
+WS_PING_TIMEOUT: Setting[float | None] = Setting(
+    name="ws_ping_timeout",
+    section=SECTION,
+    convert=optional(to_float(min=0)),
+    default=20.0,
+    flags=("--ws-ping-timeout",),
+    metavar="SECONDS",
+    commands=BOTH,
+    help="""Close a WebSocket connection whose ping is not answered within this time (also the
+    deadline for the closing handshake); 0 or none: wait forever.""",
+)
+
+WS_PER_MESSAGE_DEFLATE: Setting[bool] = Setting(
+    name="ws_per_message_deflate",
+    section=SECTION,
+    convert=to_bool,
+    default=True,
+    action="flag",
+    flags=("--ws-per-message-deflate",),
+    commands=BOTH,
+    help="""Offer permessage-deflate (RFC 7692) compression to WebSocket clients that ask for it
+    (--no-ws-per-message-deflate: never).""",
 )
 
 WSGI_THREADS: Setting[int] = Setting(
@@ -202,6 +262,11 @@ ASGI_SETTINGS: tuple[Setting[Any], ...] = (
     LIFESPAN,
     INTERFACE,
     WS,
+    WS_MAX_SIZE,
+    WS_MAX_QUEUE,
+    WS_PING_INTERVAL,
+    WS_PING_TIMEOUT,
+    WS_PER_MESSAGE_DEFLATE,
     WSGI_THREADS,
     LIMIT_CONCURRENCY,
     LIMIT_MAX_REQUESTS,
@@ -226,5 +291,6 @@ def get(cfg: Settings, setting: Setting[Any], default: object = None) -> Any:
 __all__ = [
     "ASGI_SETTINGS", "REGISTRY", "INTERFACE", "LIFESPAN", "LIMIT_CONCURRENCY", "LIMIT_MAX_REQUESTS",
     "LIMIT_MAX_REQUESTS_JITTER", "LOOP", "READ_BUFFER_SIZE", "TIMEOUT_BODY_READ", "TIMEOUT_LIFESPAN",
-    "TIMEOUT_LINGER", "TIMEOUT_WRITE", "WRITE_BUFFER_SIZE", "WS", "WSGI_THREADS", "get",
+    "TIMEOUT_LINGER", "TIMEOUT_WRITE", "WRITE_BUFFER_SIZE", "WS", "WS_MAX_QUEUE", "WS_MAX_SIZE",
+    "WS_PER_MESSAGE_DEFLATE", "WS_PING_INTERVAL", "WS_PING_TIMEOUT", "WSGI_THREADS", "get",
 ]

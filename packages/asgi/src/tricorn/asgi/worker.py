@@ -69,10 +69,10 @@ def upgrade_handlers(cfg: Settings) -> dict[bytes, UpgradeHandler]:
     if asgi_settings.get(cfg, asgi_settings.WS) == "none":
         return {}
     try:
-        from . import websocket  # type: ignore[attr-defined]
+        from . import websocket
     except ImportError:
         return {}
-    return {b"websocket": websocket.upgrade_handler(cfg)}  # pragma: no cover - issue 5
+    return {b"websocket": websocket.upgrade_handler(cfg)}
 
 
 def build_state(cfg: Settings, app: ASGIApp, logs: Logs | None) -> ServerState:

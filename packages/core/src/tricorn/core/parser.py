@@ -1,7 +1,8 @@
 """The only module that touches the C library (`_cparser`, built by cffi in API mode).
 
 `HeadParser` turns a request head (or a trailer section) into a `Request`; `ChunkedDecoder` removes
-chunked framing. Each keeps its C state in a struct allocated once and reused, makes one C call per
+chunked framing; `FrameParser` parses WebSocket frames (tricorn_ws.c) and `ws_frame`/`ws_header`
+encode them. Each keeps its C state in a struct allocated once and reused, makes one C call per
 batch of available bytes, and raises `ProtocolError` (with the status hint chosen in C) on bad input.
 
 Object building is the cost that matters here, so the C side writes its result in Python's marshal
@@ -171,3 +172,100 @@ class ChunkedDecoder:
         if n:  # the data before the bad byte first; the C state keeps the error for the next call
             return _unpack(out, n), st.consumed, False
         raise error_for(st.error, start + st.consumed)
+
+
+# ------------------------------------------------------------------------------ WebSocket frames
+
+WS_MAX_FRAMES: Final = 64
+_ws_parse = lib.tc_ws_parse
+_ws_header = lib.tc_ws_header
+
+
+class FrameError(Exception):
+    """A WebSocket protocol violation; `code` is the close code to send (1002, 1007, 1009)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"websocket protocol error {code}")
+        self.code = code
+
+
+class FrameParser:
+    """Parses WebSocket frames (RFC 6455) from a bytearray that grows at its end.
+
+    `parse(buf, start)` unmasks every complete frame of `buf[start:]` in place and returns a list of
+    `(opcode, fin, rsv1, payload, close_code)` tuples, with `consumed` set to the bytes they took
+    (an incomplete frame stays for the next call: pass the same bytes, grown). All rules are
+    checked in C in the same pass (see tricorn_ws.c); a violation raises `FrameError` after the
+    frames that precede it were returned. Fragments are returned as they are, for the caller to join.
+    """
+
+    __slots__ = ("_ws", "_frames", "consumed")
+
+    def __init__(self, max_size: int = 0, *, server: bool = True, rsv1: bool = False) -> None:
+        options = (lib.TC_WS_MASK_REQUIRED if server else 0) | (lib.TC_WS_RSV1_ALLOWED if rsv1 else 0)
+        self._ws = ffi.new("tc_ws *", {"max_size": max_size, "options": options})
+        self._frames = ffi.new("tc_ws_frame[]", WS_MAX_FRAMES)
+        self.consumed = 0
+
+    def allow_rsv1(self, on: bool = True) -> None:
+        """Compressed messages (RSV1) are allowed once permessage-deflate is negotiated."""
+        if on:
+            self._ws.options |= lib.TC_WS_RSV1_ALLOWED
+        else:
+            self._ws.options &= ~lib.TC_WS_RSV1_ALLOWED
+
+    @property
+    def max_size(self) -> int:
+        return int(self._ws.max_size)
+
+    @property
+    def error(self) -> int:
+        """The close code of an error found after the frames the last call returned, else 0."""
+        return int(self._ws.error)
+
+    def parse(self, buf: bytearray, start: int = 0) -> list[tuple[int, int, int, bytes, int]]:
+        ws = self._ws
+        frames = self._frames
+        out: list[tuple[int, int, int, bytes, int]] = []
+        c_buf = _from_buffer(buf)
+        total = 0
+        with memoryview(buf) as view:  # released before the caller resizes buf
+            while True:
+                n = _ws_parse(ws, c_buf, len(buf), start + total, frames, WS_MAX_FRAMES)
+                if n < 0:
+                    self.consumed = total
+                    if out:  # the frames before the error first; it is raised by the next call
+                        return out
+                    raise FrameError(ws.error)
+                for i in range(n):
+                    f = frames[i]
+                    off = f.offset
+                    out.append((f.opcode, f.fin, f.rsv1, view[off:off + f.length].tobytes(),
+                                f.close_code))
+                total += ws.consumed
+                if n < WS_MAX_FRAMES or ws.error:
+                    self.consumed = total
+                    return out
+
+
+def ws_frame(opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False,
+             mask_key: int = 0) -> bytes:
+    """One frame: an unmasked server frame, or with `mask_key` a masked (client) frame."""
+    header = ffi.new("char[14]")
+    n = _ws_header(header, opcode, fin, rsv1, len(payload), mask_key)
+    if mask_key:
+        body = bytearray(payload)
+        if body:
+            lib.tc_ws_mask(_from_buffer(body), len(body), mask_key, 0)
+        return bytes(_unpack(header, n)) + bytes(body)
+    return bytes(_unpack(header, n)) + payload
+
+
+def ws_header(opcode: int, length: int, fin: bool = True, rsv1: bool = False) -> bytes:
+    """The header of an unmasked server frame with a payload of `length` bytes."""
+    header = ffi.new("char[14]")
+    return bytes(_unpack(header, _ws_header(header, opcode, fin, rsv1, length, 0)))
+
+
+def utf8_valid(data: bytes) -> bool:
+    return bool(lib.tc_ws_utf8_valid(data, len(data)))

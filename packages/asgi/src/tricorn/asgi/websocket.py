@@ -1,0 +1,540 @@
+"""WebSockets for tricorn-asgi: the ASGI websocket scope (spec 2.4) over the sans-I/O
+`tricorn.core.websocket.WebSocketConnection` (frames parsed by the C codec).
+
+Theory of operation
+- `upgrade_handler(cfg)` is registered for the ``websocket`` Upgrade token (worker.py; ``--ws none``
+  registers nothing, so upgrade requests are plain HTTP). The handler validates the handshake (GET,
+  HTTP/1.1, ``Sec-WebSocket-Version: 13``, a ``Sec-WebSocket-Key`` of 16 base64 bytes; the
+  Connection/Upgrade tokens were checked by the parser and protocol.py): a bad one is answered 400
+  (426 for another version) and closed. A request with neither Sec-WebSocket-Version nor -Key is
+  not an RFC 6455 handshake: it is declined and served as plain HTTP. A good one takes the
+  connection over: `HttpProtocol.detach()`, ``transport.set_protocol(WebSocketProtocol)``, and
+  the application runs in its own Task.
+- Before ``websocket.accept`` nothing is read (bytes that arrive are kept, reading is paused beyond
+  64 KiB). ``websocket.accept`` writes the 101 (subprotocol, extra headers, permessage-deflate
+  response when negotiated). ``websocket.close`` before accept is a 403;
+  ``websocket.http.response.start``/``.body`` (the denial-response extension) send any response.
+  An application that returns without accepting gets a 403, one that raises a 500.
+- Receiving: complete messages are queued for ``receive()``; with ``--ws-max-queue`` messages
+  waiting, reading pauses until the application catches up (a flooding client is throttled by TCP).
+  Sending: ``send()`` writes, and waits while the transport is paused (a slow reader).
+- Closing: the client's close frame is echoed, the TCP connection closed, and ``receive()`` returns
+  ``websocket.disconnect`` with the client's code (1005 when none, 1006 for a connection lost without
+  a close frame). The application's ``websocket.close`` sends a close frame and waits up to
+  ``--ws-ping-timeout`` for the client's before closing TCP. A protocol violation closes with
+  1002/1007/1009 at once. An application that returns while open closes with 1000 (1011 after an
+  exception).
+- Keepalive: a ping every ``--ws-ping-interval`` seconds; no pong within ``--ws-ping-timeout``
+  closes the connection (1006 for the application).
+- ``send()`` after the connection is closed raises `ClientDisconnected` (an OSError).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import Any
+
+from tricorn.core.events import Request
+from tricorn.core.settings import Settings
+from tricorn.core.websocket import (
+    PerMessageDeflate,
+    WebSocketConnection,
+    WsState,
+    accept_key,
+    valid_key,
+)
+
+from . import settings as asgi_settings
+from .cycle import target_parts
+from .errors import ASGIProtocolError, ClientDisconnected
+
+log = logging.getLogger("tricorn.error")
+
+HANDSHAKE_BUFFER: int = 65536
+_EXTENSIONS: dict[str, Any] = {"websocket.http.response": {}}
+
+# phases of the ASGI side
+H_CONNECTING = 0  # before accept
+H_OPEN = 1  # accepted
+H_RESPONSE = 2  # sending a denial response
+H_DONE = 3  # closed (or the handshake was refused)
+
+
+class WsConfig:
+    __slots__ = ("max_size", "max_queue", "ping_interval", "ping_timeout", "deflate")
+
+    def __init__(self, max_size: int = 16 * 1024 * 1024, max_queue: int = 32,
+                 ping_interval: float | None = 20.0, ping_timeout: float | None = 20.0,
+                 deflate: bool = True) -> None:
+        self.max_size = max_size
+        self.max_queue = max_queue
+        self.ping_interval = ping_interval or None
+        self.ping_timeout = ping_timeout or None
+        self.deflate = deflate
+
+
+def config_from(cfg: Settings) -> WsConfig:
+    get = asgi_settings.get
+    return WsConfig(
+        max_size=get(cfg, asgi_settings.WS_MAX_SIZE),
+        max_queue=get(cfg, asgi_settings.WS_MAX_QUEUE),
+        ping_interval=get(cfg, asgi_settings.WS_PING_INTERVAL),
+        ping_timeout=get(cfg, asgi_settings.WS_PING_TIMEOUT),
+        deflate=get(cfg, asgi_settings.WS_PER_MESSAGE_DEFLATE),
+    )
+
+
+def upgrade_handler(cfg: Settings | WsConfig) -> Any:
+    """The ``websocket`` upgrade handler for protocol.py's `ServerState.upgrades`."""
+    config = cfg if isinstance(cfg, WsConfig) else config_from(cfg)
+
+    def handler(proto: Any, request: Request) -> bool:
+        return handshake(proto, request, config)
+
+    return handler
+
+
+def _refuse(proto: Any, status: int, reason: bytes,
+            extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    conn = proto.conn
+    conn.closing = True
+    headers = [(b"content-type", b"text/plain; charset=utf-8")]
+    if extra:
+        headers += extra
+    proto.transport.write(conn.send_full_response(status, headers, reason))
+    proto.detach()
+    proto.transport.close()
+
+
+def handshake(proto: Any, request: Request, config: WsConfig) -> bool:
+    if request.method != b"GET" or request.http_version != "1.1":
+        _refuse(proto, 400, b"WebSocket handshake needs GET and HTTP/1.1\n")
+        return True
+    version = request.get(b"sec-websocket-version")
+    if version is None and request.get(b"sec-websocket-key") is None:
+        return False  # not an RFC 6455 handshake (e.g. hixie-76): an ordinary HTTP request
+    if version != b"13":
+        _refuse(proto, 426, b"Unsupported WebSocket version\n", [(b"sec-websocket-version", b"13")])
+        return True
+    key = request.get(b"sec-websocket-key") or b""
+    if not valid_key(key):
+        _refuse(proto, 400, b"Invalid Sec-WebSocket-Key\n")
+        return True
+    state = proto.state
+    raw_path, query, path = target_parts(request.target, request.flags, state.root_path,
+                                         state.root_path_bytes)
+    subprotocols: list[str] = []
+    offers: list[bytes] = []
+    for name, value in request.headers:
+        if name == b"sec-websocket-protocol":
+            subprotocols += [p.strip().decode("latin-1") for p in value.split(b",") if p.strip()]
+        elif name == b"sec-websocket-extensions":
+            offers.append(value)
+    extensions = dict(proto.extensions)
+    extensions.update(_EXTENSIONS)
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "scheme": "wss" if proto.scheme == "https" else "ws",
+        "server": proto.server,
+        "client": proto.client,
+        "root_path": state.root_path,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "headers": request.headers,
+        "subprotocols": subprotocols,
+        "state": state.app_state.copy(),
+        "extensions": extensions,
+    }
+    deflate = None
+    if config.deflate and offers:
+        deflate = PerMessageDeflate.negotiate(b", ".join(offers))
+    transport = proto.transport
+    ws = WebSocketProtocol(proto.loop, transport, proto.conn, state.app, scope, key, deflate, config)
+    pending = proto.conn.trailing_data()
+    was_paused = proto.read_paused
+    proto.detach()
+    transport.set_protocol(ws)
+    ws.start(pending, was_paused)
+    return True
+
+
+class WebSocketProtocol(asyncio.Protocol):
+    """One WebSocket connection after the upgrade request (see the module docstring)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport, conn: Any,
+                 app: Any, scope: dict[str, Any], key: bytes,
+                 deflate: tuple[PerMessageDeflate, bytes] | None, config: WsConfig) -> None:
+        self.loop = loop
+        self.transport = transport
+        self.http = conn
+        self.app = app
+        self.scope = scope
+        self.key = key
+        self.offer = deflate
+        self.config = config
+        self.ws: WebSocketConnection | None = None
+        self.phase = H_CONNECTING
+        self.pending = bytearray()
+        self.queue: collections.deque[dict[str, Any]] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.close_waiter: asyncio.Future[None] | None = None
+        self.connected_sent = False
+        self.read_paused = False
+        self.write_paused = False
+        self.closed = False  # the TCP connection is gone
+        self.disconnect_code: int | None = None  # set once the application must see a disconnect
+        self.ping_handle: asyncio.TimerHandle | None = None
+        self.pong_handle: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    # --------------------------------------------------------------------------- lifecycle
+
+    def start(self, pending: bytes, read_paused: bool) -> None:
+        self.read_paused = read_paused
+        if pending:
+            self.pending += pending
+        if len(self.pending) > HANDSHAKE_BUFFER:
+            self._pause_reading()
+        self.task = self.loop.create_task(self.run(), name="tricorn-ws")
+
+    async def run(self) -> None:
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except asyncio.CancelledError:
+            self._abort()
+            raise
+        except Exception:
+            log.exception("Exception in ASGI application")
+            self._finish(error=True)
+        else:
+            if result is not None:
+                log.error("ASGI callable returned a value (%s); ASGI 3 applications return None",
+                          type(result).__name__)
+            self._finish(error=False)
+
+    def _finish(self, error: bool) -> None:
+        """The application returned: refuse, complete or close what it left open."""
+        phase = self.phase
+        if self.closed:
+            return
+        if phase == H_CONNECTING:
+            self._http_refuse(500 if error else 403)
+        elif phase == H_RESPONSE:
+            self._abort()
+        elif phase == H_OPEN and self.ws is not None:
+            self._close(1011 if error else 1000, "")
+
+    def _abort(self) -> None:
+        self.phase = H_DONE
+        if not self.closed:
+            self.transport.close()
+
+    def _http_refuse(self, status: int) -> None:
+        self.phase = H_DONE
+        conn = self.http
+        conn.closing = True
+        self.transport.write(conn.send_full_response(
+            status, [(b"content-type", b"text/plain; charset=utf-8")],
+            b"Forbidden\n" if status == 403 else b"Internal Server Error\n"))
+        self.transport.close()
+
+    # ---------------------------------------------------------------------- asyncio protocol
+
+    def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        if ws is None:
+            if self.phase == H_CONNECTING:
+                self.pending += data
+                if len(self.pending) > HANDSHAKE_BUFFER:
+                    self._pause_reading()
+            return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        ws = self.ws
+        if ws is None:
+            return
+        events = ws.receive_data(data)
+        queue = self.queue
+        for event in events:
+            kind = event[0]
+            if kind == "text":
+                queue.append({"type": "websocket.receive", "text": event[1]})
+            elif kind == "bytes":
+                queue.append({"type": "websocket.receive", "bytes": event[1]})
+            elif kind == "pong":
+                handle = self.pong_handle
+                if handle is not None:
+                    handle.cancel()
+                    self.pong_handle = None
+            elif kind == "close":
+                self._write(ws.data_to_send())
+                self._disconnected(event[1], event[2])
+                self.transport.close()  # the server closes TCP first (RFC 6455 section 7.1.1)
+                return
+            elif kind == "error":
+                self._write(ws.data_to_send())
+                self._disconnected(event[1], "")
+                self.transport.close()
+                return
+        out = ws.data_to_send()
+        if out:
+            self._write(out)
+        if queue:
+            if len(queue) >= self.config.max_queue and not self.read_paused:
+                self._pause_reading()
+            self._wake()
+
+    def eof_received(self) -> bool | None:
+        return False  # close: a WebSocket needs both directions
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timers()
+        if self.disconnect_code is None:
+            self._disconnected(1006, "")
+        for name in ("drain_waiter", "close_waiter"):
+            waiter = getattr(self, name)
+            if waiter is not None:
+                setattr(self, name, None)
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        waiter = self.drain_waiter
+        if waiter is not None:
+            self.drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _pause_reading(self) -> None:
+        if not self.read_paused and not self.closed:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.read_paused and not self.closed:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def _write(self, data: bytes) -> None:
+        if data and not self.closed and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _disconnected(self, code: int, reason: str) -> None:
+        if self.disconnect_code is None:
+            self.disconnect_code = code
+            self.disconnect_reason = reason
+        self.phase = H_DONE
+        self._cancel_timers()
+        waiter = self.close_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._wake()
+
+    # ----------------------------------------------------------------------------- keepalive
+
+    def _cancel_timers(self) -> None:
+        for name in ("ping_handle", "pong_handle"):
+            handle = getattr(self, name)
+            if handle is not None:
+                handle.cancel()
+                setattr(self, name, None)
+
+    def _schedule_ping(self) -> None:
+        interval = self.config.ping_interval
+        if interval:
+            self.ping_handle = self.loop.call_later(interval, self._ping)
+
+    def _ping(self) -> None:
+        self.ping_handle = None
+        ws = self.ws
+        if ws is None or self.closed or ws.state is not WsState.OPEN:
+            return
+        self._write(ws.send_ping(b"tricorn"))
+        timeout = self.config.ping_timeout
+        if timeout and self.pong_handle is None:
+            self.pong_handle = self.loop.call_later(timeout, self._pong_missing)
+        self._schedule_ping()
+
+    def _pong_missing(self) -> None:
+        self.pong_handle = None
+        if not self.closed:
+            self.transport.abort()
+
+    # ---------------------------------------------------------------------------------- ASGI
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.connected_sent:
+            self.connected_sent = True
+            return {"type": "websocket.connect"}
+        while True:
+            queue = self.queue
+            if queue:
+                message = queue.popleft()
+                if self.read_paused and len(queue) < self.config.max_queue // 2 + 1 \
+                        and self.phase != H_CONNECTING:
+                    self._resume_reading()
+                return message
+            if self.disconnect_code is not None or self.closed:
+                return {"type": "websocket.disconnect", "code": self.disconnect_code or 1006,
+                        "reason": getattr(self, "disconnect_reason", "")}
+            if self.read_paused and self.ws is not None:
+                self._resume_reading()
+            waiter = self.waiter = self.loop.create_future()
+            await waiter
+
+    async def send(self, message: dict[str, Any]) -> None:
+        mtype = message.get("type")
+        phase = self.phase
+        if phase == H_OPEN:
+            if self.closed or self.ws is None or self.ws.state is not WsState.OPEN:
+                raise ClientDisconnected("the WebSocket connection is closed")
+            if mtype == "websocket.send":
+                text = message.get("text")
+                data = message.get("bytes")
+                if text is not None:
+                    if not isinstance(text, str):
+                        raise ASGIProtocolError("websocket.send text must be str")
+                    self._write(self.ws.send_message(text))
+                elif data is not None:
+                    if not isinstance(data, (bytes, bytearray, memoryview)):
+                        raise ASGIProtocolError("websocket.send bytes must be bytes")
+                    self._write(self.ws.send_message(bytes(data)))
+                else:
+                    raise ASGIProtocolError("websocket.send needs text or bytes")
+                if self.write_paused and not self.closed:
+                    waiter = self.drain_waiter
+                    if waiter is None:
+                        waiter = self.drain_waiter = self.loop.create_future()
+                    await waiter
+                return
+            if mtype == "websocket.close":
+                code = message.get("code") or 1000
+                reason = message.get("reason") or ""
+                await self._app_close(int(code), str(reason))
+                return
+            raise ASGIProtocolError(f"unexpected ASGI message {mtype!r} on an open WebSocket")
+        if phase == H_CONNECTING:
+            if self.closed:
+                raise ClientDisconnected("the client went away during the handshake")
+            if mtype == "websocket.accept":
+                self._accept(message)
+                return
+            if mtype == "websocket.close":
+                self._http_refuse(403)
+                return
+            if mtype == "websocket.http.response.start":
+                self._response_start(message)
+                return
+            raise ASGIProtocolError(f"unexpected ASGI message {mtype!r} before websocket.accept")
+        if phase == H_RESPONSE:
+            if mtype == "websocket.http.response.body":
+                body = message.get("body", b"")
+                self._write(self.http.send_data(bytes(body)))
+                if not message.get("more_body", False):
+                    self._write(self.http.send_end())
+                    self.phase = H_DONE
+                    if not self.closed:
+                        self.transport.close()
+                return
+            raise ASGIProtocolError(f"unexpected ASGI message {mtype!r} in a denial response")
+        raise ClientDisconnected("the WebSocket connection is closed")
+
+    def _accept(self, message: dict[str, Any]) -> None:
+        headers: list[tuple[bytes, bytes]] = [
+            (b"upgrade", b"websocket"),
+            (b"connection", b"Upgrade"),
+            (b"sec-websocket-accept", accept_key(self.key)),
+        ]
+        subprotocol = message.get("subprotocol")
+        if subprotocol is not None:
+            if subprotocol not in self.scope["subprotocols"]:
+                log.warning("websocket.accept subprotocol %r was not offered", subprotocol)
+            headers.append((b"sec-websocket-protocol", str(subprotocol).encode("latin-1")))
+        deflate = None
+        if self.offer is not None:
+            deflate, response = self.offer
+            headers.append((b"sec-websocket-extensions", response))
+        for name, value in message.get("headers") or ():
+            lname = bytes(name).lower()
+            if lname in (b"sec-websocket-protocol", b"sec-websocket-accept", b"upgrade",
+                         b"connection", b"sec-websocket-extensions"):
+                if lname == b"sec-websocket-protocol" and subprotocol is None:
+                    headers.append((lname, bytes(value)))
+                continue
+            headers.append((lname, bytes(value)))
+        self._write(self.http.send_informational(101, headers))
+        self.phase = H_OPEN
+        self.ws = WebSocketConnection(self.config.max_size, deflate)
+        self._schedule_ping()
+        pending = bytes(self.pending)
+        self.pending = bytearray()
+        if pending:  # now, before any byte that arrives later
+            self._feed(pending)
+        if self.read_paused:
+            self._resume_reading()
+
+    def _response_start(self, message: dict[str, Any]) -> None:
+        status = int(message.get("status", 200))
+        headers = [(bytes(n).lower(), bytes(v)) for n, v in message.get("headers") or ()]
+        conn = self.http
+        conn.closing = True
+        self._write(conn.send_response(status, headers))
+        self.phase = H_RESPONSE
+
+    async def _app_close(self, code: int, reason: str) -> None:
+        ws = self.ws
+        if ws is None:
+            return
+        self._write(ws.send_close(code, reason))
+        self.phase = H_DONE
+        if self.closed:
+            return
+        waiter = self.close_waiter = self.loop.create_future()
+        timeout = self.config.ping_timeout
+        try:
+            if timeout:
+                await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            else:
+                await waiter
+        except TimeoutError:
+            pass
+        if not self.closed:
+            self.transport.close()
+
+    def _close(self, code: int, reason: str) -> None:
+        ws = self.ws
+        if ws is None or self.closed:
+            return
+        self._write(ws.send_close(code, reason))
+        self.phase = H_DONE
+        # wait briefly for the client's close frame, then close
+        timeout = self.config.ping_timeout or 5.0
+        self.loop.call_later(timeout, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        if not self.closed:
+            self.transport.close()
+
+
+__all__ = ["WebSocketProtocol", "WsConfig", "config_from", "handshake", "upgrade_handler"]

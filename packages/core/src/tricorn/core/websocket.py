@@ -1,0 +1,294 @@
+"""Sans-I/O WebSocket connection (RFC 6455) with permessage-deflate (RFC 7692), server side.
+
+`WebSocketConnection` takes received bytes and returns events; its `send_*` methods return the bytes
+to write. It never touches a socket. Frames are parsed by the C codec (`parser.FrameParser`: every
+framing rule, the size limit against each header before its payload is buffered, UTF-8 of
+uncompressed text); this module joins fragments, inflates compressed messages (the inflated size is
+capped: over `max_size` is close 1009; their text is then checked: 1007), answers pings, and runs
+the closing handshake.
+
+States: OPEN -> CLOSING (we sent a close frame, waiting for the peer's) -> CLOSED (both close
+frames seen, or a protocol error: we sent a close frame and the caller must drop the connection).
+A close frame received while OPEN is answered with the same code at once (-> CLOSED). Events:
+    ("text", str) | ("bytes", bytes) | ("ping", bytes) | ("pong", bytes)
+    | ("close", code, reason)       the peer's close (code 1005 when it gave none)
+    | ("error", code)               we failed the connection with this close code
+Bytes to send that the connection produced by itself (pongs, close replies) collect in `outgoing`;
+`data_to_send()` takes them.
+
+Handshake helpers (`accept_key`, `PerMessageDeflate.negotiate`) are here too, so the ASGI glue only
+maps messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+import zlib
+from enum import Enum
+from typing import Any, Final
+
+from .parser import FrameError, FrameParser, utf8_valid, ws_frame, ws_header
+
+GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
+
+Event = tuple[Any, ...]
+
+
+class WsState(Enum):
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+def accept_key(key: bytes) -> bytes:
+    """Sec-WebSocket-Accept for a Sec-WebSocket-Key."""
+    return base64.b64encode(hashlib.sha1(key + GUID).digest())  # noqa: S324 - the RFC's choice
+
+
+def valid_key(key: bytes) -> bool:
+    """A Sec-WebSocket-Key is the base64 of 16 bytes."""
+    if len(key) != 24:
+        return False
+    try:
+        return len(base64.b64decode(key, validate=True)) == 16
+    except ValueError:
+        return False
+
+
+class PerMessageDeflate:
+    """One negotiated permessage-deflate context (both directions)."""
+
+    __slots__ = ("server_no_context_takeover", "client_no_context_takeover", "server_bits",
+                 "client_bits", "_compressor", "_decompressor", "level")
+
+    def __init__(self, *, server_no_context_takeover: bool = False,
+                 client_no_context_takeover: bool = False, server_bits: int = 15,
+                 client_bits: int = 15, level: int = 6) -> None:
+        self.server_no_context_takeover = server_no_context_takeover
+        self.client_no_context_takeover = client_no_context_takeover
+        self.server_bits = server_bits
+        self.client_bits = client_bits
+        self.level = level
+        self._compressor: zlib._Compress | None = None
+        self._decompressor: zlib._Decompress | None = None
+
+    @classmethod
+    def negotiate(cls, header: bytes) -> tuple[PerMessageDeflate, bytes] | None:
+        """The first acceptable permessage-deflate offer in a Sec-WebSocket-Extensions value:
+        (context, response extension value), or None."""
+        for offer in header.split(b","):
+            parts = [p.strip() for p in offer.split(b";")]
+            if parts[0].lower() != b"permessage-deflate":
+                continue
+            params: dict[bytes, bytes | None] = {}
+            ok = True
+            for part in parts[1:]:
+                if not part:
+                    ok = False
+                    break
+                name, eq, value = part.partition(b"=")
+                name = name.strip().lower()
+                val = value.strip().strip(b'"') if eq else None
+                if name in params:
+                    ok = False
+                    break
+                params[name] = val
+            if not ok:
+                continue
+            resp = [b"permessage-deflate"]
+            kw: dict[str, object] = {}
+            for name, val in params.items():
+                if name in (b"server_no_context_takeover", b"client_no_context_takeover"):
+                    if val is not None:
+                        ok = False
+                        break
+                    kw[name.decode()] = True
+                    resp.append(name)
+                elif name in (b"server_max_window_bits", b"client_max_window_bits"):
+                    if val is None:
+                        if name == b"server_max_window_bits":
+                            ok = False
+                            break
+                        continue  # client_max_window_bits without a value: the client may limit
+                    if not val.isdigit() or not 8 <= int(val) <= 15 or val.startswith(b"0"):
+                        ok = False
+                        break
+                    bits = int(val)
+                    if name == b"server_max_window_bits":
+                        bits = max(bits, 9)  # zlib cannot deflate with a 256-byte window
+                        if bits != int(val):
+                            ok = False
+                            break
+                        kw["server_bits"] = bits
+                    else:
+                        kw["client_bits"] = bits
+                    resp.append(b"%s=%d" % (name, bits))
+                else:
+                    ok = False
+                    break
+            if ok:
+                return cls(**kw), b"; ".join(resp)  # type: ignore[arg-type]
+        return None
+
+    def compress(self, data: bytes) -> bytes:
+        comp = self._compressor
+        if comp is None or self.server_no_context_takeover:
+            comp = self._compressor = zlib.compressobj(self.level, zlib.DEFLATED, -self.server_bits)
+        out = comp.compress(data) + comp.flush(zlib.Z_SYNC_FLUSH)
+        if out.endswith(b"\x00\x00\xff\xff"):
+            out = out[:-4]
+        return out or b"\x00"
+
+    def decompress(self, data: bytes, max_size: int) -> bytes:
+        """Inflate one message; more than `max_size` bytes raises FrameError(1009), bad data 1007."""
+        dec = self._decompressor
+        if dec is None or self.client_no_context_takeover:
+            dec = self._decompressor = zlib.decompressobj(-15)
+        try:
+            out = dec.decompress(data + b"\x00\x00\xff\xff", max_size + 1 if max_size else 0)
+        except zlib.error:
+            raise FrameError(1007) from None
+        if (max_size and len(out) > max_size) or dec.unconsumed_tail:
+            raise FrameError(1009)
+        return out
+
+
+class WebSocketConnection:
+    """The server side of one WebSocket connection, sans I/O (see the module docstring)."""
+
+    __slots__ = ("state", "parser", "buf", "deflate", "max_size", "_parts", "_opcode",
+                 "_compressed", "outgoing", "close_code", "close_reason", "close_sent")
+
+    def __init__(self, max_size: int = 16 * 1024 * 1024,
+                 deflate: PerMessageDeflate | None = None) -> None:
+        self.state = WsState.OPEN
+        self.max_size = max_size
+        self.parser = FrameParser(max_size, server=True, rsv1=deflate is not None)
+        self.deflate = deflate
+        self.buf = bytearray()
+        self._parts: list[bytes] = []
+        self._opcode = 0
+        self._compressed = False
+        self.outgoing: list[bytes] = []
+        self.close_code: int | None = None  # the peer's
+        self.close_reason = ""
+        self.close_sent: int | None = None
+
+    # ------------------------------------------------------------------------------- receiving
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        events: list[Event] = []
+        if self.state is WsState.CLOSED:
+            return events
+        buf = self.buf
+        buf += data
+        try:
+            frames = self.parser.parse(buf)
+            if self.parser.consumed:
+                del buf[:self.parser.consumed]
+            for opcode, fin, rsv1, payload, close_code in frames:
+                if opcode >= OP_CLOSE:
+                    if self._control(opcode, payload, close_code, events):
+                        return events  # the peer closed
+                    continue
+                if opcode:
+                    self._opcode = opcode
+                    self._compressed = bool(rsv1)
+                if not fin:
+                    self._parts.append(payload)
+                    continue
+                if self._parts:
+                    self._parts.append(payload)
+                    payload = b"".join(self._parts)
+                    self._parts = []
+                if self._compressed:
+                    if self.deflate is None:  # pragma: no cover - C refuses RSV1 without it
+                        raise FrameError(1002)
+                    payload = self.deflate.decompress(payload, self.max_size)
+                    if self._opcode == OP_TEXT and not utf8_valid(payload):
+                        raise FrameError(1007)
+                if self.state is not WsState.OPEN:
+                    continue  # data after our close frame is discarded
+                if self._opcode == OP_TEXT:
+                    events.append(("text", payload.decode("utf-8")))
+                else:
+                    events.append(("bytes", payload))
+            if self.parser.error:  # the frames before an error came first; now the error
+                raise FrameError(self.parser.error)
+        except FrameError as exc:
+            self._fail(exc.code, events)
+        return events
+
+    def _control(self, opcode: int, payload: bytes, close_code: int, events: list[Event]) -> bool:
+        """Handle a control frame; True once the peer's close frame has been handled."""
+        if opcode == OP_PING:
+            if self.state is WsState.OPEN:
+                self.outgoing.append(ws_frame(OP_PONG, payload))
+            events.append(("ping", payload))
+        elif opcode == OP_PONG:
+            events.append(("pong", payload))
+        else:
+            self._peer_closed(payload, close_code, events)
+            return True
+        return False
+
+    def _peer_closed(self, payload: bytes, close_code: int, events: list[Event]) -> None:
+        reason = payload[2:].decode("utf-8")
+        self.close_code = close_code
+        self.close_reason = reason
+        if self.state is WsState.OPEN:  # echo the code (RFC 6455 section 5.5.1)
+            reply = b"" if close_code == 1005 else struct.pack("!H", close_code)
+            self.outgoing.append(ws_frame(OP_CLOSE, reply))
+            self.close_sent = close_code
+        self.state = WsState.CLOSED
+        events.append(("close", close_code, reason))
+
+    def _fail(self, code: int, events: list[Event]) -> None:
+        if self.close_sent is None:
+            self.outgoing.append(ws_frame(OP_CLOSE, struct.pack("!H", code)))
+            self.close_sent = code
+        self.state = WsState.CLOSED
+        self.buf = bytearray()
+        events.append(("error", code))
+
+    def data_to_send(self) -> bytes:
+        out = self.outgoing
+        if not out:
+            return b""
+        data = b"".join(out) if len(out) > 1 else out[0]
+        out.clear()
+        return data
+
+    # --------------------------------------------------------------------------------- sending
+
+    def send_message(self, data: bytes | str) -> bytes:
+        if isinstance(data, str):
+            opcode, payload = OP_TEXT, data.encode("utf-8")
+        else:
+            opcode, payload = OP_BINARY, data
+        deflate = self.deflate
+        if deflate is not None and len(payload) > 32:
+            payload = deflate.compress(payload)
+            return ws_header(opcode, len(payload), True, True) + payload
+        return ws_header(opcode, len(payload)) + payload
+
+    def send_ping(self, payload: bytes = b"") -> bytes:
+        return ws_frame(OP_PING, payload)
+
+    def send_close(self, code: int = 1000, reason: str = "") -> bytes:
+        """Our close frame (OPEN -> CLOSING); b"" once a close was sent."""
+        if self.close_sent is not None or self.state is WsState.CLOSED:
+            return b""
+        payload = b"" if code == 1005 else struct.pack("!H", code) + reason.encode("utf-8")[:123]
+        self.close_sent = code
+        self.state = WsState.CLOSING
+        return ws_frame(OP_CLOSE, payload)
+
+
+__all__ = [
+    "GUID", "PerMessageDeflate", "WebSocketConnection", "WsState", "accept_key", "valid_key",
+]

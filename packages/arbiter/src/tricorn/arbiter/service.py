@@ -19,6 +19,7 @@ import logging
 import selectors
 import socket
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 __all__ = ["LoopServer"]
@@ -33,7 +34,7 @@ class _Conn:
     writing: bool = False
 
 
-class LoopServer:
+class LoopServer(ABC):
     """Subclasses implement `complete` and `respond` (and may override `error_response`)."""
 
     max_connections = 32
@@ -51,11 +52,13 @@ class LoopServer:
 
     # --- to implement
 
+    @abstractmethod
     def complete(self, data: bytes) -> bool:
-        raise NotImplementedError
+        """Whether `data` holds a whole request."""
 
+    @abstractmethod
     def respond(self, data: bytes) -> bytes:
-        raise NotImplementedError
+        """The response to a whole request."""
 
     def error_response(self, message: str) -> bytes:
         return message.encode() + b"\n"

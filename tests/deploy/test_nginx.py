@@ -258,8 +258,6 @@ def test_websocket_through_nginx(server, nginx, tmp_path: Path, upstream: str) -
     assert get_json(front.address, "/info")["path_info"] == "/info"
 
 
-@pytest.mark.xfail(strict=False, reason="tricorn.asgi.websocket (in progress) does not apply the "
-                   "proxy headers to the websocket scope yet: client stays nginx, scheme stays ws")
 def test_websocket_scope_honours_proxy_headers_from_trusted_nginx(server, nginx) -> None:
     port = free_port()
     start_arbiter(server, "asgi", f"127.0.0.1:{port}")

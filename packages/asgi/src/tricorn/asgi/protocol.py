@@ -261,17 +261,10 @@ class HttpProtocol(asyncio.Protocol):
         if limit is not None and (len(state.connections) > limit or len(state.tasks) >= limit):
             self._reject(503, "concurrency limit reached")
             return False
-        client, scheme = self.client, self.scheme
-        if self.trusted:
-            for name, _ in request.headers:
-                if name in PROXY_HEADER_NAMES:
-                    try:
-                        client, scheme = self._forwarded(request, client, scheme)
-                    except ProxyHeaderError as exc:
-                        self._reject(400, str(exc))
-                        return False
-                    break
-        cycle = Cycle(self, request, client, scheme)
+        peer = self.resolve_peer(request)
+        if peer is None:
+            return False
+        cycle = Cycle(self, request, *peer)
         self.cycle = cycle
         state.tasks.add(cycle)
         if state.heartbeat is not None:
@@ -281,6 +274,20 @@ class HttpProtocol(asyncio.Protocol):
         else:  # respect a task factory installed on the loop (instrumentation)
             cycle.task = self.loop.create_task(cycle.run(), name=TASK_NAME)
         return True
+
+    def resolve_peer(self, request: Request) -> tuple[tuple[str, int] | None, str] | None:
+        """The client address and scheme of `request`: from proxy headers when the peer is a
+        trusted proxy, else the socket's. None after answering 400 to contradictory headers."""
+        client, scheme = self.client, self.scheme
+        if self.trusted:
+            for name, _ in request.headers:
+                if name in PROXY_HEADER_NAMES:
+                    try:
+                        return self._forwarded(request, client, scheme)
+                    except ProxyHeaderError as exc:
+                        self._reject(400, str(exc))
+                        return None
+        return client, scheme
 
     def _forwarded(self, request: Request, client: tuple[str, int] | None, scheme: str
                    ) -> tuple[tuple[str, int] | None, str]:

@@ -122,6 +122,10 @@ def handshake(proto: Any, request: Request, config: WsConfig) -> bool:
     if not valid_key(key):
         _refuse(proto, 400, b"Invalid Sec-WebSocket-Key\n")
         return True
+    peer = proto.resolve_peer(request)
+    if peer is None:  # contradictory proxy headers: answered with 400
+        return True
+    client, scheme = peer
     state = proto.state
     raw_path, query, path = target_parts(request.target, request.flags, state.root_path,
                                          state.root_path_bytes)
@@ -138,9 +142,9 @@ def handshake(proto: Any, request: Request, config: WsConfig) -> bool:
         "type": "websocket",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": "1.1",
-        "scheme": "wss" if proto.scheme == "https" else "ws",
+        "scheme": "wss" if scheme == "https" else "ws",
         "server": proto.server,
-        "client": proto.client,
+        "client": client,
         "root_path": state.root_path,
         "path": path,
         "raw_path": raw_path,

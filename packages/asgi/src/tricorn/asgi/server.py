@@ -132,7 +132,9 @@ class Server:
         for signum in (*GRACEFUL_SIGNALS, *QUICK_SIGNALS):
             try:
                 loop.add_signal_handler(signum, self._on_signal, signum)
-            except (NotImplementedError, RuntimeError, ValueError):
+            except (NotImplementedError, RuntimeError, ValueError) as exc:
+                log.warning("Cannot handle %s on this event loop: %s",
+                            signal.Signals(signum).name, exc)
                 continue
             self._signals.append(signum)
 

@@ -5,7 +5,9 @@ master inheriting the sockets, then the old one retires). Every loop is bounded 
 
 from __future__ import annotations
 
+import http.client
 import os
+import random
 import signal
 import threading
 import time
@@ -16,11 +18,17 @@ from arbiter_harness import alive, http_get, wait_for
 
 
 class LoadLoop:
-    """`threads` clients sending GET /pid back to back, until stopped or bounded out."""
+    """`threads` clients sending GET /pid back to back, until stopped or bounded out.
+
+    With `keep_alive`, each client reuses one connection (reopened only after a response that
+    says ``Connection: close``) and thinks up to `think` seconds between requests, so its
+    connection is idle when a worker retires; a request cut off on it is a failure (no retry)."""
 
     def __init__(self, port: int, threads: int = 2, max_requests: int = 5000,
-                 max_seconds: float = 30.0) -> None:
+                 max_seconds: float = 30.0, keep_alive: bool = False, think: float = 0.0) -> None:
         self.port = port
+        self.keep_alive = keep_alive
+        self.think = think
         self.ok = 0
         self.failures: list[str] = []
         self.pids: set[bytes] = set()
@@ -33,13 +41,32 @@ class LoadLoop:
             thread.start()
 
     def _run(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        rng = random.Random()
+        try:
+            self._loop(conn, rng)
+        finally:
+            conn.close()
+
+    def _get(self, conn: http.client.HTTPConnection) -> tuple[int, bytes]:
+        if not self.keep_alive:
+            return http_get(self.port, "/pid", timeout=10)
+        try:
+            conn.request("GET", "/pid")
+            response = conn.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise OSError(f"keep-alive request failed: {exc!r}") from exc
+
+    def _loop(self, conn: http.client.HTTPConnection, rng: random.Random) -> None:
         while not self._stop.is_set() and time.monotonic() < self._deadline:
             with self._lock:
                 if self._budget <= 0:
                     return
                 self._budget -= 1
             try:
-                status, body = http_get(self.port, "/pid", timeout=10)
+                status, body = self._get(conn)
             except OSError as exc:
                 with self._lock:
                     self.failures.append(repr(exc))
@@ -50,7 +77,7 @@ class LoadLoop:
                     self.pids.add(body)
                 else:
                     self.failures.append(f"status {status}")
-            time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, self.think) if self.think else 0.002)
 
     def stop(self) -> None:
         self._stop.set()

@@ -89,6 +89,29 @@ def test_hup_under_load_loses_nothing(tricorn, server: str) -> None:
     assert not (master.workers() & before)
 
 
+@ALL_SERVERS
+def test_hup_with_idle_keep_alive_clients_loses_nothing(tricorn, server: str) -> None:
+    """Clients keep their connections and pause between requests, so at the HUP most of them sit
+    idle in the retiring workers: none may be cut off while it sends its next request."""
+    master = start(tricorn, server, "-w", "2", "--keep-alive", "5")
+    master.wait_ready(2)
+    before = master.workers()
+    load = LoadLoop(master.port, threads=8, max_requests=6000, max_seconds=25,
+                    keep_alive=True, think=0.02)
+    try:
+        time.sleep(0.5)
+        for _ in range(2):
+            master.send(signal.SIGHUP)
+            master.wait_log("Reload complete", timeout=15)
+            time.sleep(0.5)
+    finally:
+        load.stop()
+    print(f"\n{server}: HUP with keep-alive clients: {load.ok} ok, {len(load.failures)} failed")
+    assert load.failures == []
+    assert load.ok > 100
+    assert not (master.workers() & before)
+
+
 @BLOCKABLE_SERVERS
 def test_blocked_worker_is_aborted_and_replaced(tricorn, server: str) -> None:
     path = SERVERS[server][3]

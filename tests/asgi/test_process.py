@@ -96,6 +96,29 @@ def test_graceful_shutdown_with_requests_in_flight(process: Any) -> None:
     assert "Waiting for 5 request(s)" in p.log
 
 
+def test_sighup_retires_and_serves_idle_keep_alive(process: Any) -> None:
+    """SIGHUP (retire): an idle keep-alive connection is not cut off; a request sent on it is
+    served with close; an untouched one closes at its keep-alive deadline; then exit 0."""
+    p = process("asgi_apps:app", "--timeout-keep-alive", "1.5", "--graceful-timeout", "10")
+    used, untouched = connect(p.address), connect(p.address)
+    for sock in (used, untouched):
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock)[0] == 200
+    start = time.monotonic()
+    p.signal(signal.SIGHUP)
+    time.sleep(0.4)
+    used.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers, _ = read_response(used)
+    assert (status, headers["connection"]) == (200, "close")
+    assert read_until_close(used) == b""
+    assert read_until_close(untouched) == b""
+    assert 1.0 < time.monotonic() - start < 2.5  # its keep-alive deadline, not at once
+    assert p.wait() == 0
+    assert "Received SIGHUP: retiring" in p.log
+    for sock in (used, untouched):
+        sock.close()
+
+
 def test_graceful_timeout_cancels_what_is_left(process: Any) -> None:
     p = process("asgi_apps:app", "--graceful-timeout", "0.5")
     sock = connect(p.address, timeout=10)

@@ -19,6 +19,7 @@ from wsgi_support import (
     one_response,
     parse_responses,
     raw,
+    recv_until_closed,
     start_server,
 )
 
@@ -204,6 +205,29 @@ def test_sigterm_graceful(server_factory, threads: str) -> None:  # type: ignore
     resp = one_response(results[0])
     assert resp.status == 200 and resp.body == b"slept\n"
     assert resp.header("connection") == "close"
+
+
+def test_sighup_retires_and_serves_idle_keep_alive(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """SIGHUP (retire): an idle keep-alive connection is not cut off; a request sent on it is
+    served with close; an untouched one closes at its keep-alive deadline; then exit 0."""
+    srv = server_factory("--threads", "2", "--keep-alive", "1.5", "--graceful-timeout", "10")
+    used, untouched = srv.connect(), srv.connect()
+    for s in (used, untouched):
+        s.sendall(get())
+        assert one_response(s.recv(10000)).status == 200
+    start = time.monotonic()
+    srv.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.4)
+    with pytest.raises(OSError):
+        socket.create_connection((srv.host, srv.port), timeout=1).close()
+    used.sendall(get())
+    resp = one_response(recv_until_closed(used))
+    assert resp.status == 200 and resp.header("connection") == "close"
+    assert is_closed(untouched, 3)
+    assert 1.0 < time.monotonic() - start < 2.5  # its keep-alive deadline, not at once
+    assert srv.proc.wait(5) == 0
+    for s in (used, untouched):
+        s.close()
 
 
 @pytest.mark.parametrize("threads", ["1", "2"])

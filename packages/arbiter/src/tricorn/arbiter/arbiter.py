@@ -64,6 +64,7 @@ from tricorn.core.sockets import Listener, ListenError, ssl_context_from_setting
 from tricorn.core.worker import (
     EXIT_APP_LOAD_ERROR,
     EXIT_BOOT_ERROR,
+    RETIRE_SIGNAL,
     Hooks,
     WorkerClassError,
     resolve_worker_class,
@@ -703,7 +704,7 @@ class Arbiter:
                     worker.kill("timeout")
                 continue
             if worker.retire_deadline and now >= worker.retire_deadline:
-                self.log.warning("Worker (pid:%d) still running %.1f s after SIGTERM; SIGKILL",
+                self.log.warning("Worker (pid:%d) still running %.1f s after retiring; SIGKILL",
                                  worker.pid, self._graceful_timeout())
                 worker.kill("graceful timeout")
                 continue
@@ -739,7 +740,7 @@ class Arbiter:
         worker.retire_reason = reason
         worker.retire_deadline = time.monotonic() + self._graceful_timeout()
         self.log.info("Stopping worker (pid:%d): %s", worker.pid, reason)
-        worker.signal(signal.SIGTERM)
+        worker.signal(RETIRE_SIGNAL)
 
     def _manage(self, now: float) -> None:
         """Bring the worker set to its target: spawn, then retire what is outgoing or surplus."""

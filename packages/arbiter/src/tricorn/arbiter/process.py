@@ -5,7 +5,7 @@ object), hooks and listeners. A reload (SIGHUP) makes a new generation; workers 
 *outgoing* and are retired as replacements become ready. A failed reload reverts to the previous
 generation.
 
-Worker states: ``booting`` (forked, not yet ready) → ``ready`` → ``retiring`` (sent SIGTERM or
+Worker states: ``booting`` (forked, not yet ready) → ``ready`` → ``retiring`` (sent the retire signal, SIGTERM or
 SIGQUIT by the master). Independently, `recycle` names why a ready worker should be replaced
 (max_requests, memory, lifetime); it keeps serving until its replacement is ready.
 

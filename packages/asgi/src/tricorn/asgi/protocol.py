@@ -463,13 +463,15 @@ class HttpProtocol(asyncio.Protocol):
 
     # --------------------------------------------------------------------------------- closing
 
-    def shutdown(self) -> None:
+    def shutdown(self, keep_idle: bool = False) -> None:
         """Graceful stop: the current response (and any request already arriving) ends with
         ``connection: close``. An idle keep-alive connection closes at once (its client retries on
-        a new one); a connection that has not had its first response yet, or holds part of a
-        request, is owed one: it gets at most `keep_alive` seconds to send it."""
+        a new one) unless `keep_idle` (a retiring worker): then it keeps its keep-alive deadline,
+        and a request sent before it is served, with ``connection: close``. A connection that has
+        not had its first response yet, or holds part of a request, is owed one: it gets at most
+        `keep_alive` seconds to send it."""
         self.conn.closing = True
-        if self.cycle is not None or self.closed:
+        if self.cycle is not None or self.closed or (keep_idle and self.timer == T_KEEPALIVE):
             return
         if self.fresh or self.conn.buffered:
             state = self.state

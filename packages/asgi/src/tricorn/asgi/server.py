@@ -5,9 +5,13 @@ one asyncio server per listening socket, then waits for a stop. `run()` is the s
 point used by the worker (worker.py) for both the standalone command and the arbiter's children.
 
 Stops (design §3):
-- graceful (SIGTERM, max requests reached): stop accepting at once; close idle keep-alive
-  connections at once; let in-flight requests finish (their responses say ``connection: close``)
-  for up to `graceful_timeout` seconds; then cancel what is left; then lifespan shutdown;
+- graceful (SIGTERM): stop accepting at once; close idle keep-alive connections at once; let
+  in-flight requests finish (their responses say ``connection: close``) for up to
+  `graceful_timeout` seconds; then cancel what is left; then lifespan shutdown;
+- retire (SIGHUP: the arbiter replaces this worker while others keep serving; max requests
+  reached): a graceful stop that does not close idle keep-alive connections at once, since their
+  clients may be sending on them right now: each is served its next request (with
+  ``connection: close``) or closes at its keep-alive deadline, whichever comes first;
 - quick (SIGINT, SIGQUIT, also during a graceful stop): the same without the wait. A repeated
   SIGTERM changes nothing (a process group signal and the arbiter's may both arrive).
 
@@ -32,6 +36,8 @@ import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from tricorn.core.worker import RETIRE_SIGNAL
+
 from .lifespan import Lifespan
 from .protocol import HttpProtocol
 from .state import ServerState
@@ -47,7 +53,13 @@ CANCEL_WAIT = 5.0
 before the connections are aborted anyway. A safety bound, not a tuning knob."""
 
 GRACEFUL_SIGNALS = (signal.SIGTERM,)
+RETIRE_SIGNALS = (RETIRE_SIGNAL,)
 QUICK_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
+
+# How `Server.stop` was asked to stop (the result of `Server._stop`).
+QUICK = 0
+GRACEFUL = 1
+RETIRE = 2
 
 
 def tick_interval(*timeouts: float) -> float:
@@ -90,46 +102,49 @@ class Server:
         self.servers: list[asyncio.AbstractServer] = []
         self.started = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Future[bool] | None = None  # result: graceful?
+        self._stop: asyncio.Future[int] | None = None  # result: QUICK, GRACEFUL or RETIRE
         self._drained: asyncio.Future[None] | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._signals: list[int] = []
 
     # ---------------------------------------------------------------------------------- control
 
-    def stop_threadsafe(self, graceful: bool = True) -> None:
+    def stop_threadsafe(self, graceful: bool = True, *, retire: bool = False) -> None:
         """`stop` from another thread (tests, embedding)."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self.stop, graceful)
+            loop.call_soon_threadsafe(lambda: self.stop(graceful, retire=retire))
 
-    def stop(self, graceful: bool = True) -> None:
-        """Ask the server to stop (idempotent; a quick stop overrides a graceful one). Call from
-        the loop thread, or through `loop.call_soon_threadsafe`."""
+    def stop(self, graceful: bool = True, *, retire: bool = False) -> None:
+        """Ask the server to stop (idempotent; a quick stop overrides a graceful one). `retire`
+        keeps idle keep-alive connections until their next request or deadline (see the module
+        docstring). Call from the loop thread, or through `loop.call_soon_threadsafe`."""
         stop = self._stop
         if stop is None:
             return
         if not stop.done():
-            stop.set_result(graceful)
+            stop.set_result(QUICK if not graceful else RETIRE if retire else GRACEFUL)
         elif not graceful and self._drained is not None and not self._drained.done():
             self._drained.set_result(None)  # a second signal ends the graceful wait
 
     def _on_signal(self, signum: int) -> None:
-        graceful = signum in GRACEFUL_SIGNALS
+        graceful = signum not in QUICK_SIGNALS
         if not graceful and self.on_quick is not None:
             self.on_quick()
-        already = self._stop is not None and self._stop.done()
-        if graceful and already:  # a repeated SIGTERM (process group + arbiter) changes nothing
-            log.debug("Received SIGTERM again: already stopping")
+        name = signal.Signals(signum).name
+        if graceful and self._stop is not None and self._stop.done():
+            # a repeated SIGTERM (process group + arbiter) changes nothing
+            log.debug("Received %s: already stopping", name)
             return
-        log.info("Received %s: %s", signal.Signals(signum).name,
-                 "stopping gracefully" if graceful else "stopping now")
-        self.stop(graceful=graceful)
+        retire = signum in RETIRE_SIGNALS
+        log.info("Received %s: %s", name,
+                 "retiring" if retire else "stopping gracefully" if graceful else "stopping now")
+        self.stop(graceful=graceful, retire=retire)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self.handle_signals or threading.current_thread() is not threading.main_thread():
             return
-        for signum in (*GRACEFUL_SIGNALS, *QUICK_SIGNALS):
+        for signum in (*GRACEFUL_SIGNALS, *RETIRE_SIGNALS, *QUICK_SIGNALS):
             try:
                 loop.add_signal_handler(signum, self._on_signal, signum)
             except (NotImplementedError, RuntimeError, ValueError) as exc:
@@ -157,7 +172,7 @@ class Server:
                 log.error("Application startup failed; exiting")
                 await self.lifespan.shutdown()
                 return EXIT_BOOT_FAILED
-            if self._stop.done() and not self._stop.result():
+            if self._stop.done() and self._stop.result() == QUICK:
                 await self.lifespan.shutdown()
                 return EXIT_OK
             tls = self.ssl_context
@@ -177,8 +192,7 @@ class Server:
                 self.heartbeat()
             if self.on_ready is not None:
                 self.on_ready()
-            graceful = await self._stop
-            await self._shutdown(graceful)
+            await self._shutdown(await self._stop)
             return EXIT_OK
         finally:
             if self._tick_handle is not None:
@@ -186,9 +200,8 @@ class Server:
             self._remove_signals(loop)
 
     def _max_requests(self) -> None:
-        log.info("Maximum request limit of %d reached; stopping gracefully",
-                 self.state.max_requests)
-        self.stop(graceful=True)
+        log.info("Maximum request limit of %d reached; retiring", self.state.max_requests)
+        self.stop(graceful=True, retire=True)
 
     def _on_tick(self) -> None:
         loop = self._loop
@@ -205,15 +218,16 @@ class Server:
             access_log.flush()
         self._tick_handle = loop.call_later(self.tick, self._on_tick)
 
-    async def _shutdown(self, graceful: bool) -> None:
+    async def _shutdown(self, mode: int) -> None:
         state = self.state
         loop = asyncio.get_running_loop()
         for server in self.servers:
             server.close()
         state.shutting_down = True
+        keep_idle = mode == RETIRE
         for proto in list(state.connections):
-            proto.shutdown()
-        if graceful and self.graceful_timeout > 0 and (state.tasks or state.connections):
+            proto.shutdown(keep_idle)
+        if mode != QUICK and self.graceful_timeout > 0 and (state.tasks or state.connections):
             log.info("Waiting for %d request(s) and %d connection(s) to finish (up to %ss)",
                      len(state.tasks), len(state.connections), self.graceful_timeout)
             drained = self._drained = loop.create_future()
@@ -225,7 +239,8 @@ class Server:
             try:
                 await asyncio.wait_for(drained, self.graceful_timeout)
             except TimeoutError:
-                log.warning("Graceful timeout: cancelling %d request(s)", len(state.tasks))
+                if state.tasks:
+                    log.warning("Graceful timeout: cancelling %d request(s)", len(state.tasks))
             finally:
                 state.on_drained = None
         await self._cancel_remaining()

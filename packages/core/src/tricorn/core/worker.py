@@ -24,12 +24,19 @@ Invariants a worker class keeps:
   instead of restarting forever. It calls `request_started` / `request_finished` around each
   request (they feed --max-requests and the metrics; they never block).
 - Signals: SIGTERM stops gracefully (stop accepting, finish in-flight requests within
-  ``graceful_timeout``, close idle keep-alive connections, then return); SIGQUIT and SIGINT stop
-  quickly (call the ``worker_int`` hook via ``context.hooks``, close everything, return). The
-  worker installs these three itself, with its loop's own mechanism, inside `run`.
+  ``graceful_timeout``, close idle keep-alive connections, then return). `RETIRE_SIGNAL` (SIGHUP)
+  retires: the arbiter sends it when other workers go on serving the same listeners (rolling
+  reload, recycling, fewer workers). It is a graceful stop that leaves idle keep-alive
+  connections open, because their clients may be sending a request on them at this very moment:
+  each is served its next request (answered with ``Connection: close``) or closes at its
+  keep-alive deadline, all within ``graceful_timeout``. SIGQUIT and SIGINT stop quickly (call the
+  ``worker_int`` hook via ``context.hooks``, close everything, return). The worker installs these
+  four itself, with its loop's own mechanism, inside `run`.
   SIGUSR1 (reopen log files) and SIGABRT (dump every thread's stack to the error log, call the
   ``worker_abort`` hook, exit with `EXIT_ABORTED`) are installed by the harness before `run` with
-  `install_process_signals`; a worker class need not touch them.
+  `install_process_signals`; a worker class need not touch them. The harness also maps
+  `RETIRE_SIGNAL` to SIGTERM until the worker installs its own handler, so a worker class that
+  keeps no idle connections may ignore the difference.
 - Exit codes: `run` returns `EXIT_OK` after a normal stop. A worker that cannot start returns (or
   the harness maps an exception to) `EXIT_BOOT_ERROR` (3); an app that cannot be imported gives
   `EXIT_APP_LOAD_ERROR` (4, `AppLoadError.exit_code`). `context.load_app()` raises `AppLoadError`,
@@ -71,6 +78,7 @@ __all__ = [
     "Heartbeat",
     "Hooks",
     "NullHeartbeat",
+    "RETIRE_SIGNAL",
     "Worker",
     "WorkerClassError",
     "WorkerContext",
@@ -85,6 +93,9 @@ EXIT_BOOT_ERROR: Final = 3
 """The worker could not start (bad settings, socket trouble, lifespan startup failed...)."""
 EXIT_APP_LOAD_ERROR: Final = AppLoadError.exit_code
 """The application could not be imported or built (4)."""
+
+RETIRE_SIGNAL: Final = signal.SIGHUP
+"""Retire: a graceful stop that drains idle keep-alive connections instead of closing them."""
 
 WORKER_CLASSES: Mapping[str, str] = MappingProxyType(
     {
@@ -327,7 +338,9 @@ def _log_fd(context: WorkerContext) -> int:
 
 
 def install_process_signals(context: WorkerContext) -> None:
-    """Install SIGUSR1 (reopen logs) and SIGABRT (dump stacks, ``worker_abort`` hook, exit 1).
+    """Install SIGUSR1 (reopen logs) and SIGABRT (dump stacks, ``worker_abort`` hook, exit 1), and
+    a fallback for `RETIRE_SIGNAL` that turns it into SIGTERM, so a worker class that installs no
+    handler of its own for it stops gracefully instead of dying of the default action.
 
     Call from the main thread before ``worker.run()``. The stack dump is done by `faulthandler`
     in the C signal handler, so it is written even when the worker's main thread is stuck in C
@@ -358,6 +371,10 @@ def install_process_signals(context: WorkerContext) -> None:
                 pass
         os._exit(EXIT_ABORTED)
 
+    def on_retire(signum: int, frame: FrameType | None) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
     signal.signal(signal.SIGUSR1, on_usr1)
     signal.signal(signal.SIGABRT, on_abrt)
+    signal.signal(RETIRE_SIGNAL, on_retire)
     register_dump()

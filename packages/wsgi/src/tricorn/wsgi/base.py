@@ -4,7 +4,9 @@ The worker contract is `tricorn.core.worker` (the arbiter forks workers through 
 command runs the same classes in-process). A worker here:
 
 - boots in `run`: loads the application (`AppLoadError` -> exit code 4), builds the `Handler`
-  from the settings (any other failure -> exit code 3), installs SIGTERM/SIGINT/SIGQUIT, then calls
+  from the settings (any other failure -> exit code 3), installs SIGTERM, SIGHUP (retire: a
+  graceful stop that drains idle keep-alive connections, see `tricorn.core.worker`), SIGINT and
+  SIGQUIT, then calls
   ``heartbeat.ready()`` once it polls its listening sockets;
 - records signals and wakes its loop through ``signal.set_wakeup_fd`` (handlers only set flags),
   except that a quick stop (SIGINT/SIGQUIT) interrupts an application call in the sync worker,
@@ -48,6 +50,7 @@ from tricorn.core.worker import (
     EXIT_APP_LOAD_ERROR,
     EXIT_BOOT_ERROR,
     EXIT_OK,
+    RETIRE_SIGNAL,
     NullHeartbeat,
     WorkerContext,
 )
@@ -95,6 +98,7 @@ class BaseWorker:
         self.max_connections = int(setting(cfg, WORKER_CONNECTIONS))
         self.notify_interval = min(max(context.notify_interval, 0.05), 1.0)
         self.stopping = False
+        self.retiring = False  # stopping by RETIRE_SIGNAL: drain idle keep-alive connections
         self.quitting = False
         self.busy = False
         """The sync worker is inside a request (signals then act on the request)."""
@@ -170,12 +174,13 @@ class BaseWorker:
         self._wake_r, self._wake_w = r, w
         self._old_wakeup_fd = signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(RETIRE_SIGNAL, self._on_retire)
         signal.signal(signal.SIGINT, self._on_quit)
         signal.signal(signal.SIGQUIT, self._on_quit)
         signal.signal(signal.SIGALRM, self._on_alarm)
 
     def restore_signals(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGALRM):
+        for signum in (signal.SIGTERM, RETIRE_SIGNAL, signal.SIGINT, signal.SIGQUIT, signal.SIGALRM):
             try:
                 signal.signal(signum, signal.SIG_DFL if signum != signal.SIGINT
                               else signal.default_int_handler)
@@ -216,6 +221,11 @@ class BaseWorker:
             self.handler.closing = True
         if self.busy and self.graceful_timeout > 0:
             signal.setitimer(signal.ITIMER_REAL, self.graceful_timeout)
+
+    def _on_retire(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stopping:
+            self.retiring = True
+        self._on_term(signum, frame)
 
     def _on_quit(self, signum: int, frame: FrameType | None) -> None:
         if self.quitting:

@@ -29,7 +29,10 @@ Invariants (the races are settled under one lock):
   and new clients wait in the kernel's backlog.
 - SIGTERM: the listeners close at once, idle connections without pending input close, requests in
   flight finish (answered with ``Connection: close``) until ``graceful_timeout``; then `run`
-  returns. SIGINT/SIGQUIT: `run` returns at once (pool threads are daemons).
+  returns. SIGHUP (retire, while sibling workers go on serving): the same, except that idle
+  connections stay in the poller until their keep-alive deadline, so a request a client sends on
+  one meanwhile is served (with ``Connection: close``) instead of cut off. SIGINT/SIGQUIT: `run`
+  returns at once (pool threads are daemons).
 """
 
 from __future__ import annotations
@@ -472,6 +475,8 @@ class ThreadWorker(BaseWorker):
         if self.handler is not None:
             self.handler.closing = True
         self._close_listeners()
+        if self.retiring:
+            return  # idle connections keep their deadlines (see the module docstring)
         idle: list[_Client] = []
         with self._lock:
             for c in self._clients.values():
@@ -490,12 +495,13 @@ class ThreadWorker(BaseWorker):
             if not self._clients:
                 return True
             busy = any(c.state == BUSY for c in self._clients.values())
-            if not busy and now - self._stop_started >= _STOP_GRACE:
+            if not busy and not self.retiring and now - self._stop_started >= _STOP_GRACE:
                 return True
         if now - self._stop_started >= self.graceful_timeout:
-            self.log.warning("graceful timeout (%.1f s) expired with requests in flight",
-                             self.graceful_timeout)
-            self.exit_code = EXIT_ABORTED
+            if busy:
+                self.log.warning("graceful timeout (%.1f s) expired with requests in flight",
+                                 self.graceful_timeout)
+                self.exit_code = EXIT_ABORTED
             return True
         return False
 

@@ -686,7 +686,8 @@ CAPS = [
     ("P21-request-line", b"GET /", b"a", 4094 - 5 + 1, "request_line_too_long"),
     ("P22-one-field", GET + b"X: ", b"a", ParserLimits().max_field_size - 3 + 1, "field_too_large"),
     ("P9-chunk-extension", CHUNKED + b"1;", b"a", 4096 - 2, "chunk_extension_too_long"),
-    ("P22-trailer-field", CHUNKED + b"0\r\nX: ", b"a", ParserLimits().max_field_size - 3 + 1, "field_too_large"),
+    ("P22-trailer-field", CHUNKED + b"0\r\nX: ", b"a", ParserLimits().max_field_size - 3 + 1,
+     "field_too_large"),
 ]
 
 

@@ -5,9 +5,10 @@ object), hooks and listeners. A reload (SIGHUP) makes a new generation; workers 
 *outgoing* and are retired as replacements become ready. A failed reload reverts to the previous
 generation.
 
-Worker states: ``booting`` (forked, not yet ready) → ``ready`` → ``retiring`` (sent the retire signal, SIGTERM or
-SIGQUIT by the master). Independently, `recycle` names why a ready worker should be replaced
-(max_requests, memory, lifetime); it keeps serving until its replacement is ready.
+Worker states: ``booting`` (forked, not yet ready) → ``ready`` → ``retiring`` (sent the retire
+signal, SIGTERM or SIGQUIT by the master). Independently, `recycle` names why a ready worker
+should be replaced (max_requests, memory, lifetime); it keeps serving until its replacement is
+ready.
 
 Invariants:
 - A record exists exactly while its pid is a child this master has not reaped; only pids in the

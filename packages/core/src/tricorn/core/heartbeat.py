@@ -63,8 +63,6 @@ _VERSION = 1
 _HEAD = struct.Struct("=II")
 _F64 = struct.Struct("=d")
 _U64 = struct.Struct("=Q")
-_I64 = struct.Struct("=q")
-_COUNTS = struct.Struct("=Qqd")  # requests, in-flight, duration sum: adjacent from _OFF_REQUESTS
 _OFF_NOTIFY = 8
 _OFF_READY = 16
 _OFF_LIMIT = 24
@@ -74,6 +72,13 @@ _OFF_DURATION_SUM = 48
 _OFF_BUCKETS = 56
 _NBUCKETS = len(DURATION_BUCKETS) + 1
 _ALL = struct.Struct(f"=IIddQQqd{_NBUCKETS}Q")
+# The worker's fields as indexes into the page's 8-byte words (`HeartbeatSlot.words`).
+_W_NOTIFY = _OFF_NOTIFY // 8
+_W_READY = _OFF_READY // 8
+_W_REQUESTS = _OFF_REQUESTS // 8
+_W_IN_FLIGHT = _OFF_IN_FLIGHT // 8
+_W_DURATION_SUM = _OFF_DURATION_SUM // 8
+_W_BUCKETS = _OFF_BUCKETS // 8
 
 
 def default_tmp_dir() -> str | None:
@@ -104,10 +109,11 @@ class HeartbeatSlot:
     """A worker's shared page. Create in the master before the fork; both processes keep the
     mapping (closing it in one does not affect the other)."""
 
-    __slots__ = ("_mm",)
+    __slots__ = ("_mm", "_views")
 
     def __init__(self, mm: mmap.mmap) -> None:
         self._mm = mm
+        self._views: tuple[memoryview, memoryview, memoryview] | None = None
 
     @classmethod
     def create(cls, tmp_dir: str | None = None, *, request_limit: int = 0) -> HeartbeatSlot:
@@ -129,8 +135,19 @@ class HeartbeatSlot:
         return self._mm.closed
 
     def close(self) -> None:
+        views, self._views = self._views, None
+        for view in reversed(views or ()):
+            view.release()  # a later write through them raises ValueError, which writers ignore
         if not self._mm.closed:
             self._mm.close()
+
+    def words(self) -> tuple[memoryview, memoryview]:
+        """The page as 8-byte words: (signed integers, floats), indexed by byte offset // 8. The
+        worker writes its fields through them: an item store, no struct packing."""
+        if self._views is None:
+            whole = memoryview(self._mm)
+            self._views = (whole, whole.cast("q"), whole.cast("d"))
+        return self._views[1], self._views[2]
 
     def read(self) -> SlotReading:
         values = _ALL.unpack_from(self._mm, 0)
@@ -148,10 +165,6 @@ class HeartbeatSlot:
         value: float = _F64.unpack_from(self._mm, _OFF_NOTIFY)[0]
         return value
 
-    @property
-    def _mapping(self) -> mmap.mmap:
-        return self._mm
-
 
 class WorkerHeartbeat:
     """The worker's side of a `HeartbeatSlot` (implements `tricorn.core.worker.Heartbeat`).
@@ -159,20 +172,8 @@ class WorkerHeartbeat:
     `on_ready` runs once in `ready` before the master is told (the arbiter runs the
     ``post_worker_init`` hook there)."""
 
-    __slots__ = (
-        "_slot",
-        "_mm",
-        "_wake_fd",
-        "_pid",
-        "_lock",
-        "_requests",
-        "_in_flight",
-        "_duration_sum",
-        "_buckets",
-        "_limit",
-        "_is_ready",
-        "_on_ready",
-    )
+    __slots__ = ("_slot", "_ints", "_floats", "_wake_fd", "_pid", "_lock", "_limit", "_is_ready",
+                 "_on_ready")
 
     def __init__(
         self,
@@ -182,15 +183,11 @@ class WorkerHeartbeat:
         on_ready: Callable[[], None] | None = None,
     ) -> None:
         self._slot = slot
-        self._mm = slot._mapping
+        self._ints, self._floats = slot.words()
         self._wake_fd = wake_fd
         self._pid = os.getpid()
         self._lock = threading.Lock()
         reading = slot.read()
-        self._requests = reading.requests
-        self._in_flight = reading.in_flight
-        self._duration_sum = reading.duration_sum
-        self._buckets = list(reading.buckets)
         self._limit = reading.request_limit
         self._is_ready = reading.ready_at > 0
         self._on_ready = on_ready
@@ -205,8 +202,8 @@ class WorkerHeartbeat:
 
     def notify(self) -> None:
         try:
-            _F64.pack_into(self._mm, _OFF_NOTIFY, time.monotonic())
-        except (ValueError, TypeError):
+            self._floats[_W_NOTIFY] = time.monotonic()
+        except ValueError:
             pass  # mapping closed (process exiting)
 
     def ready(self) -> None:
@@ -217,34 +214,32 @@ class WorkerHeartbeat:
             self._on_ready()
         now = time.monotonic()
         try:
-            _F64.pack_into(self._mm, _OFF_NOTIFY, now)
-            _F64.pack_into(self._mm, _OFF_READY, now)
-        except (ValueError, TypeError):
+            self._floats[_W_NOTIFY] = now
+            self._floats[_W_READY] = now
+        except ValueError:
             return
         self._wake(EVENT_READY)
 
     def request_started(self) -> None:
-        with self._lock:
-            self._in_flight += 1
-            try:
-                _I64.pack_into(self._mm, _OFF_IN_FLIGHT, self._in_flight)
-            except (ValueError, TypeError):
-                pass
+        ints = self._ints
+        try:
+            with self._lock:
+                ints[_W_IN_FLIGHT] += 1
+        except ValueError:
+            pass
 
     def request_finished(self, duration: float) -> None:
-        index = bisect_left(DURATION_BUCKETS, duration)  # the first bucket whose bound >= duration
-        with self._lock:
-            self._in_flight = max(0, self._in_flight - 1)
-            self._requests += 1
-            self._duration_sum += max(0.0, duration)
-            self._buckets[index] += 1
-            try:
-                mm = self._mm
-                _COUNTS.pack_into(mm, _OFF_REQUESTS, self._requests, self._in_flight,
-                                  self._duration_sum)
-                _U64.pack_into(mm, _OFF_BUCKETS + 8 * index, self._buckets[index])
-            except (ValueError, TypeError):
-                return
-            reached = self._limit > 0 and self._requests == self._limit
-        if reached:
+        index = _W_BUCKETS + bisect_left(DURATION_BUCKETS, duration)  # first bound >= duration
+        ints = self._ints
+        try:
+            with self._lock:
+                if ints[_W_IN_FLIGHT] > 0:
+                    ints[_W_IN_FLIGHT] -= 1
+                requests = ints[_W_REQUESTS] = ints[_W_REQUESTS] + 1
+                if duration > 0.0:
+                    self._floats[_W_DURATION_SUM] += duration
+                ints[index] += 1
+        except ValueError:
+            return
+        if requests == self._limit:
             self._wake(EVENT_LIMIT)

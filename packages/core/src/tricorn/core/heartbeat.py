@@ -72,12 +72,9 @@ _OFF_DURATION_SUM = 48
 _OFF_BUCKETS = 56
 _NBUCKETS = len(DURATION_BUCKETS) + 1
 _ALL = struct.Struct(f"=IIddQQqd{_NBUCKETS}Q")
-# The worker's fields as indexes into the page's 8-byte words (`HeartbeatSlot.words`).
-_W_NOTIFY = _OFF_NOTIFY // 8
-_W_READY = _OFF_READY // 8
+# The worker's counters as indexes into the page's 8-byte integers (`HeartbeatSlot.integers`).
 _W_REQUESTS = _OFF_REQUESTS // 8
 _W_IN_FLIGHT = _OFF_IN_FLIGHT // 8
-_W_DURATION_SUM = _OFF_DURATION_SUM // 8
 _W_BUCKETS = _OFF_BUCKETS // 8
 
 
@@ -113,7 +110,7 @@ class HeartbeatSlot:
 
     def __init__(self, mm: mmap.mmap) -> None:
         self._mm = mm
-        self._views: tuple[memoryview, memoryview, memoryview] | None = None
+        self._views: tuple[memoryview, memoryview[int]] | None = None
 
     @classmethod
     def create(cls, tmp_dir: str | None = None, *, request_limit: int = 0) -> HeartbeatSlot:
@@ -141,13 +138,13 @@ class HeartbeatSlot:
         if not self._mm.closed:
             self._mm.close()
 
-    def words(self) -> tuple[memoryview, memoryview]:
-        """The page as 8-byte words: (signed integers, floats), indexed by byte offset // 8. The
-        worker writes its fields through them: an item store, no struct packing."""
+    def integers(self) -> memoryview[int]:
+        """The page as signed 8-byte integers, indexed by byte offset // 8: the worker updates its
+        counters through it (an item store, no struct packing)."""
         if self._views is None:
             whole = memoryview(self._mm)
-            self._views = (whole, whole.cast("q"), whole.cast("d"))
-        return self._views[1], self._views[2]
+            self._views = (whole, whole.cast("q"))
+        return self._views[1]
 
     def read(self) -> SlotReading:
         values = _ALL.unpack_from(self._mm, 0)
@@ -172,8 +169,8 @@ class WorkerHeartbeat:
     `on_ready` runs once in `ready` before the master is told (the arbiter runs the
     ``post_worker_init`` hook there)."""
 
-    __slots__ = ("_slot", "_ints", "_floats", "_wake_fd", "_pid", "_lock", "_limit", "_is_ready",
-                 "_on_ready")
+    __slots__ = ("_slot", "_mm", "_ints", "_duration_sum", "_wake_fd", "_pid", "_lock", "_limit",
+                 "_is_ready", "_on_ready")
 
     def __init__(
         self,
@@ -183,12 +180,14 @@ class WorkerHeartbeat:
         on_ready: Callable[[], None] | None = None,
     ) -> None:
         self._slot = slot
-        self._ints, self._floats = slot.words()
+        self._mm = slot._mm
+        self._ints = slot.integers()
         self._wake_fd = wake_fd
         self._pid = os.getpid()
         self._lock = threading.Lock()
         reading = slot.read()
         self._limit = reading.request_limit
+        self._duration_sum = reading.duration_sum
         self._is_ready = reading.ready_at > 0
         self._on_ready = on_ready
 
@@ -202,8 +201,8 @@ class WorkerHeartbeat:
 
     def notify(self) -> None:
         try:
-            self._floats[_W_NOTIFY] = time.monotonic()
-        except ValueError:
+            _F64.pack_into(self._mm, _OFF_NOTIFY, time.monotonic())
+        except (ValueError, TypeError):
             pass  # mapping closed (process exiting)
 
     def ready(self) -> None:
@@ -214,9 +213,9 @@ class WorkerHeartbeat:
             self._on_ready()
         now = time.monotonic()
         try:
-            self._floats[_W_NOTIFY] = now
-            self._floats[_W_READY] = now
-        except ValueError:
+            _F64.pack_into(self._mm, _OFF_NOTIFY, now)
+            _F64.pack_into(self._mm, _OFF_READY, now)
+        except (ValueError, TypeError):
             return
         self._wake(EVENT_READY)
 
@@ -237,9 +236,10 @@ class WorkerHeartbeat:
                     ints[_W_IN_FLIGHT] -= 1
                 requests = ints[_W_REQUESTS] = ints[_W_REQUESTS] + 1
                 if duration > 0.0:
-                    self._floats[_W_DURATION_SUM] += duration
+                    self._duration_sum += duration
+                    _F64.pack_into(self._mm, _OFF_DURATION_SUM, self._duration_sum)
                 ints[index] += 1
-        except ValueError:
+        except (ValueError, TypeError):
             return
         if requests == self._limit:
             self._wake(EVENT_LIMIT)

@@ -19,7 +19,7 @@ SIZE = 100 * MiB
 
 @pytest.fixture(scope="module", params=["1", "2"])
 def big(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    srv = start_server("--threads", request.param, "--timeout-io", "5")
+    srv = start_server("--threads", request.param, "--timeout-body-read", "5", "--timeout-write", "5")
     yield srv
     srv.proc.kill()
     srv.proc.wait(5)
@@ -166,8 +166,8 @@ def test_half_close_after_request(big: ServerProcess) -> None:
 
 
 def test_slow_reader_is_dropped(server_factory) -> None:  # type: ignore[no-untyped-def]
-    """P27: a client that never reads a huge response: bounded memory, closed after timeout_io."""
-    srv = server_factory("--timeout-io", "0.5")
+    """P27: a client that never reads a huge response: bounded memory, closed after timeout_write."""
+    srv = server_factory("--timeout-write", "0.5")
     srv.clear_state("closed")
     with RssWatch(srv.proc.pid) as watch:
         s = socket.socket()

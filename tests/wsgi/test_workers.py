@@ -159,8 +159,8 @@ def test_worker_connections_limit(server_factory) -> None:  # type: ignore[no-un
 
 
 def test_body_read_timeout(server_factory) -> None:  # type: ignore[no-untyped-def]
-    """P25: a body that stops arriving is abandoned after --timeout-io; the worker goes on."""
-    srv = server_factory("--timeout-io", "0.5")
+    """P25: a body that stops arriving is abandoned after --timeout-body-read; the worker goes on."""
+    srv = server_factory("--timeout-body-read", "0.5")
     srv.clear_state("closed")
     with srv.connect() as s:
         s.sendall(b"POST /hash HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc")

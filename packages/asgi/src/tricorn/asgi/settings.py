@@ -1,8 +1,8 @@
 """tricorn-asgi's own settings, registered into the shared registry (`tricorn.core.settings`).
 
-Core declares what every server shares (bind, limits, header-read deadline, keep-alive, graceful
-timeout, proxy, TLS, logging); this module adds what only the asyncio server has. Importing it is
-cheap (no asyncio, no uvloop), so the arbiter can import it to build its CLI.
+Core declares what every server shares (bind, limits, header/body-read and write deadlines,
+keep-alive, graceful timeout, proxy, TLS, logging); this module adds what only the asyncio server
+has. Importing it is cheap (no asyncio, no uvloop), so the arbiter can import it to build its CLI.
 
 Invariants:
 - Every limit and deadline the ASGI server enforces is a setting here or in core; none is a
@@ -17,6 +17,8 @@ from typing import Any
 
 from tricorn.core.settings import (
     REGISTRY,
+    TIMEOUT_BODY_READ,  # shared with tricorn-wsgi: declared in core, re-exported for the worker
+    TIMEOUT_WRITE,
     Setting,
     Settings,
     one_of,
@@ -209,30 +211,6 @@ WRITE_BUFFER_SIZE: Setting[int] = Setting(
     send() waits until the client has taken some.""",
 )
 
-TIMEOUT_BODY_READ: Setting[float] = Setting(
-    name="timeout_body_read",
-    section="Timeouts",
-    convert=to_float(min=0.001),
-    default=30.0,
-    flags=("--timeout-body-read",),
-    metavar="SECONDS",
-    commands=BOTH,
-    help="""While the application waits for request body bytes: how long the client may send
-    nothing before the connection is closed (the application then sees http.disconnect).""",
-)
-
-TIMEOUT_WRITE: Setting[float] = Setting(
-    name="timeout_write",
-    section="Timeouts",
-    convert=to_float(min=0.001),
-    default=60.0,
-    flags=("--timeout-write",),
-    metavar="SECONDS",
-    commands=BOTH,
-    help="""How long a client may leave a full write buffer unread (the application's send()
-    waiting) before the connection is aborted.""",
-)
-
 TIMEOUT_LINGER: Setting[float] = Setting(
     name="timeout_linger",
     section="Timeouts",
@@ -273,8 +251,6 @@ ASGI_SETTINGS: tuple[Setting[Any], ...] = (
     LIMIT_MAX_REQUESTS_JITTER,
     READ_BUFFER_SIZE,
     WRITE_BUFFER_SIZE,
-    TIMEOUT_BODY_READ,
-    TIMEOUT_WRITE,
     TIMEOUT_LINGER,
     TIMEOUT_LIFESPAN,
 )

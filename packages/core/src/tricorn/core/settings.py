@@ -1154,6 +1154,29 @@ KEEP_ALIVE: Setting[float] = Setting(
     response). --timeout-keep-alive is Uvicorn's spelling.""",
 )
 
+TIMEOUT_BODY_READ: Setting[float] = Setting(
+    name="timeout_body_read",
+    section="Timeouts",
+    convert=to_float(min=0.001),
+    default=30.0,
+    flags=("--timeout-body-read",),
+    metavar="SECONDS",
+    help="""While a request body is being read: how long the client may send nothing before the
+    connection is closed (an ASGI application then sees http.disconnect; a WSGI application's
+    wsgi.input read raises).""",
+)
+
+TIMEOUT_WRITE: Setting[float] = Setting(
+    name="timeout_write",
+    section="Timeouts",
+    convert=to_float(min=0.001),
+    default=60.0,
+    flags=("--timeout-write",),
+    metavar="SECONDS",
+    help="""How long a client may take none of the response while the server has bytes to send
+    (a full socket buffer) before the connection is aborted.""",
+)
+
 GRACEFUL_TIMEOUT: Setting[float] = Setting(
     name="graceful_timeout",
     section="Timeouts",
@@ -1442,6 +1465,8 @@ CORE_SETTINGS: tuple[Setting[Any], ...] = (
     BACKLOG,
     REUSE_PORT,
     TIMEOUT_HEADER_READ,
+    TIMEOUT_BODY_READ,
+    TIMEOUT_WRITE,
     KEEP_ALIVE,
     GRACEFUL_TIMEOUT,
     LIMIT_REQUEST_LINE,

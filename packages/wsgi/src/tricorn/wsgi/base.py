@@ -42,7 +42,9 @@ from tricorn.core.settings import (
     PROXY_HEADERS,
     ROOT_PATH,
     SERVER_HEADER,
+    TIMEOUT_BODY_READ,
     TIMEOUT_HEADER_READ,
+    TIMEOUT_WRITE,
     Setting,
     parser_limits,
 )
@@ -57,7 +59,7 @@ from tricorn.core.worker import (
 
 from .filewrapper import FileWrapper
 from .handler import ErrorStream, Handler
-from .settings import HEADER_MAP, SENDFILE, THREADS, TIMEOUT_IO, WORKER_CONNECTIONS
+from .settings import HEADER_MAP, SENDFILE, THREADS, WORKER_CONNECTIONS
 
 T = TypeVar("T")
 SERVER_LINE: Final = b"server: tricorn\r\n"
@@ -93,7 +95,8 @@ class BaseWorker:
         self.header_timeout = float(setting(cfg, TIMEOUT_HEADER_READ))
         self.keep_alive = float(setting(cfg, KEEP_ALIVE))
         self.graceful_timeout = float(setting(cfg, GRACEFUL_TIMEOUT))
-        self.io_timeout = float(setting(cfg, TIMEOUT_IO))
+        self.read_timeout = float(setting(cfg, TIMEOUT_BODY_READ))
+        self.write_timeout = float(setting(cfg, TIMEOUT_WRITE))
         self.threads = int(setting(cfg, THREADS))
         self.max_connections = int(setting(cfg, WORKER_CONNECTIONS))
         self.notify_interval = min(max(context.notify_interval, 0.05), 1.0)

@@ -3,7 +3,7 @@
 Invariants:
 - What the *client* did wrong while the application reads the body is a `RequestBodyError`
   (malformed chunked framing: 400; body over the limit: 413) or a `ClientDisconnected` (the peer
-  closed, reset, or went silent for ``timeout_io``). Both are `OSError`s, as a file read error
+  closed, reset, or went silent for ``timeout_body_read``). Both are `OSError`s, as a file read error
   would be, so applications that handle I/O errors handle these.
 - What the *application* did wrong (start_response misuse, hop-by-hop headers, a body longer than
   its Content-Length, non-bytes body items) is a `WSGIError`; the client gets a 500 if the head was

@@ -288,7 +288,7 @@ class ThreadWorker(BaseWorker):
         info = handler.builder.for_connection(
             addr, local if local is not None else sock.getsockname(), tls=tls)
         c.conn = conn
-        c.ch = Channel(sock, Stream(sock, self.io_timeout), conn, info)
+        c.ch = Channel(sock, Stream(sock, self.read_timeout, self.write_timeout), conn, info)
         with self._lock:
             self._clients[fd] = c
         return c

@@ -8,7 +8,7 @@ Invariants:
   64 KiB at a time, so memory per request is bounded whatever the body size.
 - ``Expect: 100-continue`` is answered when the application first reads (and only then): an
   application that answers without reading never makes the client send the body.
-- A body the client cannot finish (end of input or a reset mid-body, or silence for ``timeout_io``)
+- A body the client cannot finish (end of input or a reset mid-body, or silence for ``timeout_body_read``)
   raises `ClientDisconnected`; malformed chunked framing or a body over the size limit raise
   `RequestBodyError` (status 400 / 413). Both are sticky: later reads raise them again. A truncated
   body is never presented as complete.

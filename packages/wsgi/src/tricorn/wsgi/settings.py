@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tricorn.core.settings import REGISTRY, Setting, one_of, to_bool, to_float, to_int
+from tricorn.core.settings import REGISTRY, Setting, one_of, to_bool, to_int
 
 __all__ = [
     "HEADER_MAP",
     "SENDFILE",
     "THREADS",
-    "TIMEOUT_IO",
     "WORKER_CONNECTIONS",
     "WSGI_SETTINGS",
 ]
@@ -75,24 +74,11 @@ SENDFILE: Setting[bool] = Setting(
     Unix sockets; TLS always copies). --no-sendfile is Gunicorn's spelling to turn it off.""",
 )
 
-TIMEOUT_IO: Setting[float] = Setting(
-    name="timeout_io",
-    section="Timeouts",
-    convert=to_float(min=0.001),
-    default=30.0,
-    flags=("--timeout-io",),
-    metavar="SECONDS",
-    commands=_COMMANDS,
-    help="""While a request is in progress: the longest wait for the client to send more of the
-    request body, or to take more of the response. Then the connection is closed.""",
-)
-
 WSGI_SETTINGS: tuple[Setting[Any], ...] = (
     THREADS,
     WORKER_CONNECTIONS,
     HEADER_MAP,
     SENDFILE,
-    TIMEOUT_IO,
 )
 
 REGISTRY.register(*WSGI_SETTINGS)

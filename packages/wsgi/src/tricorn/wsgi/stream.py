@@ -6,9 +6,10 @@ tries the operation and waits with ``poll()`` only when it would block: the comm
 system call, not two (a socket with a Python timeout polls before every call).
 
 Invariants:
-- No call waits longer than `timeout` seconds without progress (or past an explicit deadline);
-  then `ClientTimeout` is raised. A reset, a broken pipe or a TLS failure is `ClientDisconnected`.
-  End of input is not an error: `recv` returns b"".
+- No read waits longer than `read_timeout` seconds without progress, no write longer than
+  `write_timeout` (nor past an explicit deadline); then `ClientTimeout` is raised. A reset, a
+  broken pipe or a TLS failure is `ClientDisconnected`. End of input is not an error: `recv`
+  returns b"".
 - `sendall`/`sendv` return only when every byte was handed to the kernel.
 - TLS sockets wait for whatever the TLS layer asks for (want-read while writing, and the reverse),
   and report the bytes the TLS layer has already decrypted (`pending`), which poll() cannot see.
@@ -42,22 +43,24 @@ class SendfileUnsupported(Exception):
 class Stream:
     """Timed reads and writes on one connection's non-blocking socket."""
 
-    __slots__ = ("sock", "timeout", "tls", "_poll", "_events")
+    __slots__ = ("sock", "read_timeout", "write_timeout", "tls", "_poll", "_events")
 
-    def __init__(self, sock: socket.socket, timeout: float) -> None:
+    def __init__(self, sock: socket.socket, read_timeout: float, write_timeout: float) -> None:
         self.sock = sock
-        self.timeout = timeout
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
         self.tls = isinstance(sock, ssl.SSLSocket)
         self._poll: select.poll | None = None
         self._events = 0
 
     # ------------------------------------------------------------------------------------ waits
 
-    def wait(self, events: int, deadline: float | None = None) -> None:
-        """Wait until the socket is ready for `events` (POLLIN/POLLOUT); ClientTimeout after
-        `timeout` seconds, or at `deadline` (a `time.monotonic()` value) if given."""
+    def wait(self, events: int, deadline: float | None = None, writing: bool = False) -> None:
+        """Wait until the socket is ready for `events` (POLLIN/POLLOUT); ClientTimeout at
+        `deadline` (a `time.monotonic()` value) if given, else after the write timeout when
+        `writing` (even if TLS needs to read for the write), the read timeout otherwise."""
         if deadline is None:
-            timeout = self.timeout
+            timeout = self.write_timeout if writing else self.read_timeout
         else:
             timeout = deadline - _monotonic()
             if timeout <= 0:
@@ -74,12 +77,13 @@ class Stream:
             raise ClientTimeout(errno.ETIMEDOUT, "timed out")
 
     def _wait_for(self, exc: BaseException, default: int, deadline: float | None) -> None:
+        writing = default == _OUT
         if isinstance(exc, ssl.SSLWantWriteError):
-            self.wait(_OUT, deadline)
+            self.wait(_OUT, deadline, writing)
         elif isinstance(exc, ssl.SSLWantReadError):
-            self.wait(_IN, deadline)
+            self.wait(_IN, deadline, writing)
         else:
-            self.wait(default, deadline)
+            self.wait(default, deadline, writing)
 
     # ------------------------------------------------------------------------------------- read
 
@@ -174,7 +178,7 @@ class Stream:
             try:
                 n = os.sendfile(out, fd, offset, min(count, 0x7FFFF000))
             except BlockingIOError:
-                self.wait(_OUT)
+                self.wait(_OUT, writing=True)
                 continue
             except OSError as exc:
                 if sent == 0 and exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP,

@@ -4,12 +4,13 @@ The loop polls the listening sockets (and the signal wake-up socket), accepts, a
 connection to the end before accepting the next. Connections are not kept alive: each response
 says ``Connection: close``, except while further requests the client pipelined are already
 buffered, which are answered in order first. Meant to sit behind a buffering proxy (nginx): a slow
-client holds the process for up to ``timeout_header_read`` / ``timeout_io``.
+client holds the process for up to ``timeout_header_read`` / ``timeout_body_read`` /
+``timeout_write``.
 
 Invariants:
 - Every wait has a deadline: the request head must arrive within ``timeout_header_read`` of the
-  accept (a slow head is closed, with 408 if it had started), each body read and response write
-  within ``timeout_io``.
+  accept (a slow head is closed, with 408 if it had started), each body read within
+  ``timeout_body_read`` and each response write within ``timeout_write``.
 - After a 4xx for the head, and whenever unread input may remain, the connection is closed
   lingering (half-close, drain briefly, close) so the response is not lost to a reset.
 - ``heartbeat.notify()`` runs at least every ``notify_interval`` while idle and after every
@@ -180,7 +181,7 @@ class SyncWorker(BaseWorker):
                     return
                 sock = wrapped
             conn = handler.connection(self.climits)
-            stream = Stream(sock, self.io_timeout)
+            stream = Stream(sock, self.read_timeout, self.write_timeout)
             info = handler.builder.for_connection(
                 addr, local if local is not None else sock.getsockname(), tls=tls)
             ch = Channel(sock, stream, conn, info)
@@ -237,7 +238,7 @@ class SyncWorker(BaseWorker):
         except (OSError, ValueError):
             sock.close()
             return None
-        stream = Stream(tls, self.io_timeout)
+        stream = Stream(tls, self.read_timeout, self.write_timeout)
         while True:
             try:
                 tls.do_handshake()

@@ -2,7 +2,10 @@
 
 The error log is the standard `logging` tree under the ``"tricorn"`` logger (modules log to
 ``logging.getLogger(__name__)``, the servers to ``"tricorn.error"``). `setup_logging` gives it one
-handler: stderr for ``"-"``, or a file that `Logs.reopen` reopens (SIGUSR1 / logrotate).
+handler: stderr for ``"-"`` (or ``"/dev/stderr"``), stdout for ``"/dev/stdout"``, or a file that
+`Logs.reopen` reopens (SIGUSR1 / logrotate). Its format is Gunicorn's text lines (``"text"``) or
+JSON lines (``"json"``, `JsonErrorFormatter`): one object per record with ``time`` (ISO 8601 UTC),
+``level``, ``logger``, ``message``, ``pid``, and ``exception`` / ``stack`` when the record has them.
 
 The access log does not go through `logging`: `AccessLog.log` formats an `AccessRecord` with a
 compiled `AccessFormatter` and writes the line to a buffered file (or stdout for ``"-"``) under a
@@ -24,6 +27,10 @@ Invariants:
   processes never interleave.
 - Writing a log line never raises into the server: an `OSError` is counted and reported once on the
   error log.
+- A JSON error-log record is one line whatever its message holds: `json` escapes line breaks,
+  quotes, backslashes, control and non-ASCII characters (the decoded values are the message and
+  traceback as logged). The text format is untouched by it: choosing ``"json"`` only swaps the
+  handler's formatter, so the default costs nothing extra.
 """
 
 from __future__ import annotations
@@ -34,29 +41,34 @@ import json
 import logging
 import math
 import operator
+import os
 import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeGuard
 
 if TYPE_CHECKING:
     from .settings import Settings
 
 __all__ = [
     "DEFAULT_ACCESS_LOG_FORMAT",
+    "ERROR_LOG_FORMATS",
     "JSON_FORMAT",
     "LOG_LEVELS",
     "TRACE",
     "AccessFormatter",
     "AccessLog",
     "AccessRecord",
+    "JsonErrorFormatter",
+    "LineLogWriter",
     "Logs",
     "ReopenableFileHandler",
     "escape_bytes",
     "escape_str",
+    "is_json_handler",
     "setup_from_settings",
     "setup_logging",
 ]
@@ -81,6 +93,12 @@ LOG_LEVELS: Mapping[str, int] = {
 
 ERROR_LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
 ERROR_LOG_DATEFMT = "[%Y-%m-%d %H:%M:%S %z]"
+
+ERROR_LOG_FORMATS: tuple[str, ...] = ("text", JSON_FORMAT)
+"""The `error_logformat` values: Gunicorn-style text lines, or one JSON object per line."""
+
+STDOUT_PATH = "/dev/stdout"
+STDERR_PATH = "/dev/stderr"
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -546,6 +564,110 @@ class AccessFormatter:
 
 
 # --------------------------------------------------------------------------------------------------
+# The JSON error log
+
+
+def _iso_utc_second(second: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` (UTC) of a Unix time in whole seconds."""
+    tm = time.gmtime(second)
+    return (
+        f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d}T"
+        f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}"
+    )
+
+
+_json_encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=str).encode
+
+
+class JsonErrorFormatter(logging.Formatter):
+    """Formats a `logging.LogRecord` as one compact ASCII JSON object (no trailing newline).
+
+    Keys, in order: ``time`` (ISO 8601 UTC, milliseconds, as in the JSON access log), ``level``
+    (``INFO``, ``ERROR``...), ``logger``, ``message`` (the %-formatted message), ``pid``; then
+    ``exception`` (the formatted traceback) when the record carries exception info, and
+    ``stack`` when it carries stack info. Line breaks, quotes and every character outside
+    printable ASCII are JSON-escaped, so a record is exactly one line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # (second, "YYYY-MM-DDTHH:MM:SS"): records come in bursts. One attribute, so a thread
+        # never pairs one second with another's text.
+        self._cache: tuple[int, str] = (-1, "")
+
+    def _time(self, t: float) -> str:
+        second, ms = divmod(round(t * 1000), 1000)  # rounded: 0.001 is not exact in binary
+        cached_second, prefix = self._cache
+        if second != cached_second:
+            prefix = _iso_utc_second(second)
+            self._cache = (second, prefix)
+        return f"{prefix}.{ms:03d}Z"
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, object] = {
+            "time": self._time(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process if record.process is not None else os.getpid(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)  # cached, as logging does
+        if record.exc_text:
+            fields["exception"] = record.exc_text
+        if record.stack_info:
+            fields["stack"] = self.formatStack(record.stack_info)
+        return _json_encode(fields)
+
+
+class LineLogWriter:
+    """A write-only text stream that turns each line written to it into a record of `handler`
+    (logger `name`, level `level`, bypassing logger levels as a raw stream would): what
+    ``wsgi.errors`` becomes when the error log is JSON, so application text stays inside JSON
+    lines. A partial line is kept until its newline, `flush`, or 64 KiB. Thread-safe."""
+
+    __slots__ = ("handler", "name", "level", "_pending", "_lock")
+
+    MAX_PENDING = 65536
+
+    def __init__(self, handler: logging.Handler, name: str, level: int = logging.ERROR) -> None:
+        self.handler = handler
+        self.name = name
+        self.level = level
+        self._pending = ""
+        self._lock = threading.Lock()
+
+    def _emit(self, line: str) -> None:
+        record = logging.LogRecord(self.name, self.level, "", 0, line, None, None)
+        self.handler.handle(record)
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            data = self._pending + text
+            *lines, self._pending = data.split("\n")
+            if len(self._pending) >= self.MAX_PENDING:
+                lines.append(self._pending)
+                self._pending = ""
+        for line in lines:
+            self._emit(line.removesuffix("\r"))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        with self._lock:
+            line, self._pending = self._pending, ""
+        if line:
+            self._emit(line)
+
+
+def is_json_handler(handler: logging.Handler | None) -> TypeGuard[logging.Handler]:
+    """True if `handler` writes JSON error-log records (raw text must not go to its stream)."""
+    return handler is not None and isinstance(handler.formatter, JsonErrorFormatter)
+
+
+# --------------------------------------------------------------------------------------------------
 # Outputs
 
 _error_log = logging.getLogger("tricorn.error")
@@ -665,7 +787,8 @@ class ReopenableFileHandler(logging.StreamHandler[TextIO]):
 
 
 class _StderrHandler(logging.StreamHandler[TextIO]):
-    """The error log on stderr (a distinct class so `setup_logging` can find and replace it)."""
+    """The error log on stderr or stdout (a distinct class so `setup_logging` can find and
+    replace it; the process's own stream, never reopened)."""
 
 
 @dataclass(slots=True)
@@ -706,6 +829,7 @@ def setup_logging(
     error_logfile: str = "-",
     access_logfile: str | None = None,
     access_logformat: str = DEFAULT_ACCESS_LOG_FORMAT,
+    error_logformat: str = "text",
     autoflush: bool = True,
 ) -> Logs:
     """Install the error-log handler on the ``"tricorn"`` logger (replacing one installed
@@ -714,6 +838,10 @@ def setup_logging(
     if level is None:
         known = ", ".join(LOG_LEVELS)
         raise ValueError(f"unknown log level {log_level!r}; expected one of {known}")
+    error_logformat = error_logformat.strip().lower()
+    if error_logformat not in ERROR_LOG_FORMATS:
+        known = ", ".join(ERROR_LOG_FORMATS)
+        raise ValueError(f"unknown error log format {error_logformat!r}; expected one of {known}")
     logging.addLevelName(TRACE, "TRACE")
     access = (
         None
@@ -721,11 +849,16 @@ def setup_logging(
         else AccessLog(access_logfile, access_logformat, autoflush=autoflush)
     )
     handler: logging.Handler
-    if error_logfile == "-":
+    if error_logfile in ("-", STDERR_PATH):
         handler = _StderrHandler(sys.stderr)
+    elif error_logfile == STDOUT_PATH:
+        handler = _StderrHandler(sys.stdout)  # the stream itself: a socket cannot be reopened
     else:
         handler = ReopenableFileHandler(error_logfile)
-    handler.setFormatter(logging.Formatter(ERROR_LOG_FORMAT, ERROR_LOG_DATEFMT))
+    if error_logformat == JSON_FORMAT:
+        handler.setFormatter(JsonErrorFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(ERROR_LOG_FORMAT, ERROR_LOG_DATEFMT))
     root = logging.getLogger("tricorn")
     for old in list(root.handlers):
         if isinstance(old, (_StderrHandler, ReopenableFileHandler)):
@@ -738,13 +871,14 @@ def setup_logging(
 
 
 def setup_from_settings(cfg: Settings, *, autoflush: bool = True) -> Logs:
-    """`setup_logging` from loaded settings (log_level, error_logfile, access_logfile,
-    access_logformat)."""
+    """`setup_logging` from loaded settings (log_level, error_logfile, error_logformat,
+    access_logfile, access_logformat)."""
     from . import settings as s  # settings imports this module; import late to avoid a cycle
 
     return setup_logging(
         log_level=cfg[s.LOG_LEVEL],
         error_logfile=cfg[s.ERROR_LOGFILE],
+        error_logformat=cfg[s.ERROR_LOGFORMAT],
         access_logfile=cfg[s.ACCESS_LOGFILE],
         access_logformat=cfg[s.ACCESS_LOGFORMAT],
         autoflush=autoflush,

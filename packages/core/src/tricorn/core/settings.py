@@ -55,7 +55,13 @@ from typing import Any, Generic, Literal, NoReturn, TypeVar, overload
 
 from .apploader import AppLoadError, parse_app_spec
 from .limits import ParserLimits
-from .logs import DEFAULT_ACCESS_LOG_FORMAT, JSON_FORMAT, LOG_LEVELS, AccessFormatter
+from .logs import (
+    DEFAULT_ACCESS_LOG_FORMAT,
+    ERROR_LOG_FORMATS,
+    JSON_FORMAT,
+    LOG_LEVELS,
+    AccessFormatter,
+)
 
 __all__ = [
     "ALL_COMMANDS",
@@ -1418,7 +1424,23 @@ ERROR_LOGFILE: Setting[str] = Setting(
     flags=("--error-logfile", "--log-file"),
     metavar="FILE",
     aliases=("errorlog",),
-    help="Where the error log goes: a file (reopened on SIGUSR1), or - for stderr.",
+    help="""Where the error log goes: a file (reopened on SIGUSR1), - (or /dev/stderr) for
+    stderr, or /dev/stdout for stdout (the process's own streams, never reopened).""",
+)
+
+ERROR_LOGFORMAT: Setting[str] = Setting(
+    name="error_logformat",
+    section="Logging",
+    convert=one_of(*ERROR_LOG_FORMATS),
+    default="text",
+    flags=("--error-logformat",),
+    metavar="FORMAT",
+    aliases=("error_log_format",),
+    help="""The error log's format: text (Gunicorn's "[time] [pid] [LEVEL] message" lines), or
+    json for one JSON object per line (keys time in ISO 8601 UTC, level, logger, message, pid,
+    and exception / stack when present; line breaks and quotes are escaped, so a record is one
+    line). With --error-logfile /dev/stdout and --access-logformat json, stdout is JSON lines
+    only.""",
 )
 
 ACCESS_LOGFILE: Setting[str | None] = Setting(
@@ -1491,6 +1513,7 @@ CORE_SETTINGS: tuple[Setting[Any], ...] = (
     CERT_REQS,
     LOG_LEVEL,
     ERROR_LOGFILE,
+    ERROR_LOGFORMAT,
     ACCESS_LOGFILE,
     ACCESS_LOGFORMAT,
 )

@@ -63,6 +63,7 @@ from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from .apploader import AppLoadError, load_app
+from .logs import is_json_handler
 
 if TYPE_CHECKING:
     from .logs import Logs
@@ -326,8 +327,9 @@ def resolve_worker_class(name: str, *, threads: int = 1) -> type[Worker]:
 
 
 def _log_fd(context: WorkerContext) -> int:
-    """The file descriptor of the error log (stderr if it is not a file we can find)."""
-    if context.logs is not None:
+    """The file descriptor of the error log (stderr if it is not a file we can find, or if the
+    error log is JSON: a raw stack dump would break its lines)."""
+    if context.logs is not None and not is_json_handler(context.logs.handler):
         stream = getattr(context.logs.handler, "stream", None)
         try:
             if stream is not None:

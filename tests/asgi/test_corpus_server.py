@@ -1,25 +1,30 @@
 """The external request corpora (gunicorn's request corpus, llhttp's request tests, HTTP Garden's
-server bugs) through the real ASGI server on a loopback socket.
+server bugs) through the real ASGI server on a loopback socket, one test per case.
 
-The corpora live in TRICORN_CONFORMANCE_DIR (default: ../shared/conformance next to the
-repository); without them the test skips, unless CI is set. The oracle is the sans-I/O
-`Connection` with the same limits: the requests a canary application sees must be exactly those it
-reads completely before an error or the end of input (the server adds nothing, drops nothing,
-never resynchronises after an error), and every case a corpus calls invalid is answered with a
-4xx (or a close) without reaching the application past the requests before the bad part.
+The corpora are loaded by tests/conformance/harness.py (from TRICORN_CONFORMANCE_DIR, default
+../shared/conformance next to the repository); without them the tests skip, unless CI is set. The
+oracle is `harness.dispatched`: the requests a canary application sees must be exactly those the
+sans-I/O `Connection` with the server's limits reads completely before an error or the end of
+input (the server adds nothing, drops nothing, never resynchronises after an error), and every
+case a corpus calls invalid is answered with a 4xx/5xx (or a close) without reaching the
+application past the requests before the bad part. The client sends each case, half-closes, and
+reads to the end.
 
-Cases needing a setting tricorn-asgi does not have (PROXY protocol, casefold_http_method,
-header_map) are not applicable here. The client sends each case, half-closes, and reads to the end.
+Server policy, the only thing this file adds: a gunicorn case runs with the settings its corpus
+entry names when tricorn-asgi has them all (cases needing PROXY protocol, casefold_http_method or
+header_map are not generated); proxy headers are on, so a request whose Forwarded / X-Forwarded-*
+fields do not resolve (from 127.0.0.1, trusted by default, or from anyone with
+``forwarded_allow_ips = "*"``) is answered by the server, not the application.
 """
 
 from __future__ import annotations
 
-import base64
-import json
+import importlib.util
 import os
 import socket
+import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,107 +32,71 @@ import pytest
 from asgi_support import ServerThread
 from tricorn.asgi.cycle import split_target
 from tricorn.asgi.settings import REGISTRY
-from tricorn.core.connection import Connection
-from tricorn.core.errors import ProtocolError
-from tricorn.core.events import F_AUTHORITY_FORM, Data, EndOfMessage, Request
+from tricorn.core.events import Request
 from tricorn.core.proxy import ProxyHeaderError, TrustedPeers, resolve
 from tricorn.core.settings import parser_limits
 
-ROOT = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("TRICORN_CONFORMANCE_DIR", ROOT.parent / "shared" / "conformance"))
 
-if not CORPUS.is_dir():
+def _load_harness() -> Any:
+    """tests/conformance/harness.py, loaded by path under the name its conftest uses."""
+    name = "tricorn_conformance_harness"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "conformance" / "harness.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+harness = _load_harness()
+
+_missing = harness.corpus_missing_reason()
+if _missing is not None:
     if os.environ.get("CI"):
-        raise RuntimeError(f"conformance corpus not found at {CORPUS}")
-    pytest.skip(f"conformance corpus not found at {CORPUS}", allow_module_level=True)
+        raise RuntimeError(_missing)
+    pytest.skip(_missing, allow_module_level=True)
 
 SUPPORTED = {"limit_request_line", "limit_request_fields", "limit_request_field_size",
              "permit_obsolete_folding", "permit_unconventional_http_method",
              "forwarded_allow_ips"}
+"""Gunicorn settings of the corpus that tricorn-asgi has (same names, same meaning)."""
+
+Settings = tuple[tuple[str, Any], ...]
+Seen = list[tuple[str, bytes, bytes, bytes]]  # (method, raw path, query, body) per request
 
 
-@dataclass(frozen=True)
-class Case:
-    name: str
-    segments: tuple[bytes, ...]
-    invalid: bool
-    settings: tuple[tuple[str, Any], ...]
-
-
-def _settings(config: dict[str, Any]) -> tuple[tuple[str, Any], ...] | None:
+def server_settings(case: Any) -> Settings | None:
+    """The case's settings for the server; None when one is not a tricorn-asgi setting."""
+    config = harness.server_config(case)
     if set(config) - SUPPORTED:
         return None
-    out = dict(config)
-    # gunicorn counts the CRLF of a field line in limit_request_field_size; tricorn does not
-    size = out.get("limit_request_field_size", 8190) or 8190
-    out["limit_request_field_size"] = size - 2
-    return tuple(sorted(out.items()))
+    return tuple(sorted(config.items()))
 
 
-def load_cases() -> list[Case]:
-    cases: list[Case] = []
-    for kind in ("valid", "invalid"):
-        for meta_path in sorted((CORPUS / "gunicorn" / kind).glob("*.json")):
-            meta = json.loads(meta_path.read_text())
-            settings = _settings(meta.get("config", {}))
-            if settings is None:
-                continue
-            data = (meta_path.parent / meta["raw_file"]).read_bytes()
-            cases.append(Case(f"gunicorn/{kind}/{meta_path.stem}", (data,), kind == "invalid",
-                              settings))
-    default = _settings({})
-    assert default is not None
-    for line in (CORPUS / "llhttp" / "requests.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        cases.append(Case(f"llhttp/{row['id']}", (base64.b64decode(row["raw_b64"]),),
-                          row["outcome"] == "error", default))
-    for line in (CORPUS / "http-garden" / "server_bugs.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        segs = row.get("segments_b64") or [row["raw_b64"]]
-        cases.append(Case(f"garden/{row['id']}", tuple(base64.b64decode(s) for s in segs),
-                          row["expected"].startswith("reject"), default))
-    return cases
+CASES = [(case, settings) for case in harness.load_all()
+         if (settings := server_settings(case)) is not None]
 
 
-def oracle(case: Case) -> list[tuple[str, bytes, bytes, bytes]]:
+def oracle(case: Any, settings: Settings) -> Seen:
     """(method, raw path, query, body) of each request a correct server hands to the app."""
-    opts = dict(case.settings)
+    opts = dict(settings)
     limits = parser_limits(REGISTRY.make("asgi", opts, environ={}))
-    trust_all = opts.get("forwarded_allow_ips") == "*"
-    conn = Connection(limits)
-    for seg in case.segments:
-        conn.receive_data(seg)
-    conn.receive_data(b"")
-    out: list[tuple[str, bytes, bytes, bytes]] = []
-    while True:
+    trusted = TrustedPeers(["*"] if opts.get("forwarded_allow_ips") == "*" else ["127.0.0.1"])
+
+    def accept(req: Request) -> bool:
         try:
-            ev = conn.next_event()
-        except ProtocolError:
-            return out
-        if not isinstance(ev, Request) or ev.flags & F_AUTHORITY_FORM:
-            return out
-        try:
-            resolve(ev.headers, "127.0.0.1", TrustedPeers(["*"] if trust_all else ["127.0.0.1"]))
+            resolve(req.headers, "127.0.0.1", trusted)
         except ProxyHeaderError:
-            return out
-        body = []
-        while True:
-            try:
-                part = conn.next_event()
-            except ProtocolError:
-                return out
-            if isinstance(part, Data):
-                body.append(part.data)
-            elif isinstance(part, EndOfMessage):
-                break
-            else:
-                return out
-        raw_path, query = split_target(ev.target, ev.flags)
-        out.append((ev.method.decode("latin-1"), raw_path, query, b"".join(body)))
-        conn.send_full_response(200, [], b"ok")
-        if not conn.keep_alive:
-            return out
-        conn.start_next_cycle()
+            return False
+        return True
+
+    out: Seen = []
+    for m in harness.dispatched(case, limits, accept):
+        raw_path, query = split_target(m.request.target, m.request.flags)
+        out.append((m.request.method.decode("latin-1"), raw_path, query, bytes(m.body)))
+    return out
 
 
 def _statuses(data: bytes) -> list[int]:
@@ -135,10 +104,10 @@ def _statuses(data: bytes) -> list[int]:
             if line.startswith(b"HTTP/1.1 ") and line[9:12].isdigit()]
 
 
-def test_corpus_through_the_server() -> None:
-    cases = load_cases()
-    assert len(cases) > 200
-    seen: list[tuple[str, bytes, bytes, bytes]] = []
+@pytest.fixture(scope="module")
+def canary_servers() -> Iterator[tuple[Seen, Callable[[Settings], ServerThread]]]:
+    """What the canary application saw, and a server (started on first use) per settings."""
+    seen: Seen = []
 
     async def canary(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -155,47 +124,63 @@ def test_corpus_through_the_server() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    servers: dict[tuple[tuple[str, Any], ...], ServerThread] = {}
-    failures: list[str] = []
+    servers: dict[Settings, ServerThread] = {}
+
+    def server_for(settings: Settings) -> ServerThread:
+        srv = servers.get(settings)
+        if srv is None:
+            srv = servers[settings] = ServerThread(
+                canary, loop="uvloop", keep_alive=2, timeout_linger=0.2, **dict(settings)).start()
+        return srv
+
     try:
-        for case in cases:
-            srv = servers.get(case.settings)
-            if srv is None:
-                srv = servers[case.settings] = ServerThread(
-                    canary, loop="uvloop", keep_alive=2, timeout_linger=0.2,
-                    **dict(case.settings)).start()
-            seen.clear()
-            received = b""
-            with socket.create_connection(srv.address, timeout=5) as sock:
-                for i, seg in enumerate(case.segments):
-                    if i:
-                        time.sleep(0.02)
-                    try:
-                        sock.sendall(seg)
-                    except (BrokenPipeError, ConnectionResetError):
-                        break
-                try:
-                    sock.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
-                while True:
-                    try:
-                        more = sock.recv(65536)
-                    except (ConnectionResetError, TimeoutError):
-                        break
-                    if not more:
-                        break
-                    received += more
-            expected = oracle(case)
-            if seen != expected:
-                failures.append(f"{case.name}: app saw {seen!r}, expected {expected!r}")
-            if case.invalid:
-                final = [s for s in _statuses(received) if s >= 200]
-                if len(final) > len(seen) and not 400 <= final[len(seen)] < 600:
-                    failures.append(f"{case.name}: invalid case answered {final}")
-            if not srv.thread.is_alive():
-                failures.append(f"{case.name}: the server stopped")
+        yield seen, server_for
     finally:
         for srv in servers.values():
             srv.stop()
-    assert not failures, "\n".join(failures[:20])
+
+
+def test_the_corpora_are_there() -> None:
+    assert len(CASES) > 200
+    assert {case.corpus for case, _ in CASES} == set(harness.CORPORA)
+
+
+@pytest.mark.parametrize(("case", "settings"),
+                         [pytest.param(case, settings, id=case.key) for case, settings in CASES])
+def test_case_through_the_server(canary_servers: tuple[Seen, Callable[[Settings], ServerThread]],
+                                 case: Any, settings: Settings) -> None:
+    seen, server_for = canary_servers
+    srv = server_for(settings)
+    seen.clear()
+    received = b""
+    with socket.create_connection(srv.address, timeout=5) as sock:
+        for i, seg in enumerate(case.segments):
+            if i:
+                time.sleep(0.02)
+            try:
+                sock.sendall(seg)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        while True:
+            try:
+                more = sock.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not more:
+                break
+            received += more
+    expected = oracle(case, settings)
+    failures: list[str] = []
+    if seen != expected:
+        failures.append(f"app saw {seen!r}, expected {expected!r}")
+    if harness.corpus_says_invalid(case):
+        final = [s for s in _statuses(received) if s >= 200]
+        if len(final) > len(seen) and not 400 <= final[len(seen)] < 600:
+            failures.append(f"invalid case answered {final}")
+    if not srv.thread.is_alive():
+        failures.append("the server stopped")
+    assert not failures, f"{case.key}: " + "; ".join(failures)

@@ -262,9 +262,12 @@ def limits_for(**options: Any) -> ParserLimits:
     return ParserLimits(**options)
 
 
-def drive(segments: Iterable[bytes], limits: ParserLimits, eof: bool) -> Run:
+def drive(segments: Iterable[bytes], limits: ParserLimits, eof: bool, *,
+          upgrades: bool = True) -> Run:
     """Drive one Connection like a server: every request is read to its end, then answered (101 for
-    an upgrade, nothing for CONNECT, whose tunnel starts after the request's framing, else 200)."""
+    an upgrade, nothing for CONNECT, whose tunnel starts after the request's framing, else 200).
+    With ``upgrades=False`` an upgrade request is answered 200 like any other and the connection
+    goes on as HTTP/1.1 (what a server does when its application does not take the upgrade)."""
     conn = Connection(limits)
     run = Run()
 
@@ -293,7 +296,7 @@ def drive(segments: Iterable[bytes], limits: ParserLimits, eof: bool) -> Run:
                     run.end = "tunnel"
                     return False
                 upgrade = req.upgrade
-                if upgrade is not None:
+                if upgrade is not None and upgrades:
                     run.responses.append(conn.send_informational(
                         101, [(b"connection", b"upgrade"), (b"upgrade", upgrade)]))
                     run.tail = conn.trailing_data()
@@ -324,6 +327,50 @@ def drive(segments: Iterable[bytes], limits: ParserLimits, eof: bool) -> Run:
 
 def run_case(case: Case, **options: Any) -> Run:
     return drive(case.segments, case_limits(case, **options), case.eof)
+
+
+# ---------------------------------------------------------------------------------- real servers
+# tests/wsgi/test_conformance_server.py and tests/asgi/test_corpus_server.py send each case to a
+# real server on a loopback socket, half-close, and compare what their canary application saw with
+# `dispatched` (a differential oracle: the server adds nothing, drops nothing, and never
+# resynchronises after an error). Only the server's own policy stays in those files: which
+# settings it supports, how a case's settings reach it, and which requests it answers itself.
+
+
+def corpus_says_invalid(case: Case) -> bool:
+    """The corpus calls the bytes invalid: gunicorn's invalid/ folder, an llhttp case whose outcome
+    is an error, an HTTP Garden case expected to be rejected."""
+    if case.corpus == "gunicorn":
+        return case.kind == "invalid"
+    if case.corpus == "llhttp":
+        return bool(case.data["outcome"] == "error")
+    return str(case.data["expected"]).startswith("reject")
+
+
+def server_config(case: Case) -> dict[str, Any]:
+    """The server settings a case asks for: a gunicorn case's ``config`` (gunicorn's setting names
+    and values, which tricorn's settings accept), nothing for the other corpora."""
+    if case.corpus != "gunicorn":
+        return {}
+    return dict(case.data.get("config", {}))
+
+
+def dispatched(case: Case, limits: ParserLimits,
+               accept: Callable[[Request], bool] | None = None) -> list[Message]:
+    """The requests a server whose parser has `limits` hands to its application when a client
+    sends `case` (segment by segment) and then half-closes: the complete requests of the
+    connection, in order, up to (not including) the first one the server answers itself — a
+    CONNECT, or a request `accept` refuses (the server's policy: header names, proxy headers...).
+    Nothing after a protocol error, a non-persistent response or an incomplete request. Upgrade
+    requests are ordinary requests here (the application answers them; the connection goes on)."""
+    run = drive(case.segments, limits, eof=True, upgrades=False)
+    out: list[Message] = []
+    for m in run.messages:
+        req = m.request
+        if not m.complete or req.flags & F_AUTHORITY_FORM or (accept is not None and not accept(req)):
+            break
+        out.append(m)
+    return out
 
 
 # ---------------------------------------------------------------------------------- limits

@@ -133,6 +133,44 @@ def test_driver_answers_and_pipelines(h: Any) -> None:
     assert len(run.completed) == 1 and isinstance(run.error, ProtocolError)
 
 
+def test_dispatched_is_what_a_server_hands_its_application(h: Any) -> None:
+    """The server-side oracle: complete requests up to the first one the server answers itself."""
+    get = b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n"
+    upgrade = b"GET /u HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n"
+    connect = b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"
+    case = h.Case("llhttp", "strict", "synthetic", "synthetic",
+                  (get % 1, upgrade + get % 2, b"POST /3 HTTP/1.1\r\nHost: a\r\n"
+                   b"Content-Length: 2\r\n\r\nok" + connect + get % 4), False, {})
+    targets = [m.request.target for m in h.dispatched(case, h.limits_for())]
+    assert targets == [b"/1", b"/u", b"/2", b"/3"]  # an upgrade goes on as HTTP; CONNECT stops it
+    assert bytes(h.dispatched(case, h.limits_for())[3].body) == b"ok"
+    refuse_2 = [m.request.target for m in h.dispatched(
+        case, h.limits_for(), lambda req: req.target != b"/2")]
+    assert refuse_2 == [b"/1", b"/u"]
+    # An incomplete request at the half-close, or a protocol error, ends the dispatched list.
+    cut = h.Case("llhttp", "strict", "s", "s", (get % 1 + b"POST / HTTP/1.1\r\nHost: a\r\n"
+                                                 b"Content-Length: 9\r\n\r\nabc",), True, {})
+    assert [m.request.target for m in h.dispatched(cut, h.limits_for())] == [b"/1"]
+    bad = h.Case("llhttp", "strict", "s", "s", (get % 1 + b"BAD\r\n\r\n" + get % 2,), False, {})
+    assert [m.request.target for m in h.dispatched(bad, h.limits_for())] == [b"/1"]
+
+
+def test_corpus_says_invalid_and_server_config(h: Any) -> None:
+    def case(corpus: str, kind: str, data: dict[str, Any]) -> Any:
+        return h.Case(corpus, kind, "s", "s", (b"",), False, data)
+
+    assert h.corpus_says_invalid(case("gunicorn", "invalid", {}))
+    assert not h.corpus_says_invalid(case("gunicorn", "valid", {}))
+    assert h.corpus_says_invalid(case("llhttp", "strict", {"outcome": "error"}))
+    assert not h.corpus_says_invalid(case("llhttp", "lenient", {"outcome": "complete"}))
+    assert h.corpus_says_invalid(case("http-garden", "server-bugs", {"expected": "reject_and_close"}))
+    assert not h.corpus_says_invalid(case("http-garden", "server-bugs", {"expected": "two_requests"}))
+    config = {"header_map": "refuse", "limit_request_field_size": 98}
+    assert h.server_config(case("gunicorn", "invalid", {"config": config})) == config
+    assert h.server_config(case("gunicorn", "valid", {})) == {}
+    assert h.server_config(case("llhttp", "strict", {"config": config})) == {}
+
+
 _G = b"GET / HTTP/1.1\r\nHost: a\r\n"
 _CH = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
 

@@ -1,69 +1,78 @@
 """The external request corpora, run through the real server (raw bytes in, canary records out).
 
-The corpora (gunicorn's request corpus, llhttp's request tests, HTTP Garden's server bugs) live in
-TRICORN_CONFORMANCE_DIR (default: ../shared/conformance next to the repository); without them the
-tests skip, unless CI is set. tests/conformance checks the parser's verdicts case by case; here
-the question is what the *server* does with the same bytes on a real socket:
+The corpora (gunicorn's request corpus, llhttp's request tests, HTTP Garden's server bugs) are
+loaded by tests/conformance/harness.py (from TRICORN_CONFORMANCE_DIR, default
+../shared/conformance next to the repository); without them the tests skip, unless CI is set.
+tests/conformance checks the parser's verdicts case by case; here the question is what the
+*server* does with the same bytes on a real socket, one test per case and worker kind:
 
-- the requests the canary app sees are exactly the ones the sans-I/O `Connection` (with the same
-  limits) reads completely before an error or a close: the server adds nothing, drops nothing,
-  and never resynchronises after an error (differential oracle);
-- every case the corpus calls invalid / error / reject never reaches the app beyond the requests
-  before the bad part, and the server answers it with a 4xx (or just closes) and stays alive.
+- the requests the canary app sees are exactly `harness.dispatched`: the ones the sans-I/O
+  `Connection` (with the server's limits) reads completely before an error or a close, cut before
+  the first request this server answers itself (differential oracle);
+- every case the corpus calls invalid never reaches the app beyond the requests before the bad
+  part, and the server answers it with a 4xx/5xx (or just closes) and stays alive.
 
-The gunicorn cases run with the settings their corpus entry names (limit_request_field_size,
-header_map, ...), given on the command line; the oracle derives its parser limits from the same
-settings (`parser_limits`). Cases that need a setting tricorn does not have (PROXY protocol,
-casefold_http_method) are not applicable and skipped.
+Server policy, the only thing this file adds: the gunicorn cases run with the settings their
+corpus entry names (limit_request_field_size, header_map, forwarded_allow_ips...), given on the
+command line, and the oracle's limits come from the same settings (`parser_limits`); a request with
+an underscore in a field name is refused under ``header_map = refuse``, and one with malformed
+proxy headers when every peer is trusted. Cases that need a setting tricorn does not have (PROXY
+protocol, casefold_http_method) are not generated.
 """
 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import socket
+import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tricorn.core.connection import Connection
-from tricorn.core.errors import ProtocolError
-from tricorn.core.events import (
-    F_AUTHORITY_FORM,
-    F_UNDERSCORE_NAME,
-    Data,
-    EndOfMessage,
-    Request,
-)
+from tricorn.core.events import F_UNDERSCORE_NAME, Request
 from tricorn.core.limits import ParserLimits
 from tricorn.core.proxy import ProxyHeaderError, TrustedPeers, resolve
 from tricorn.core.settings import REGISTRY, parser_limits
 from tricorn.wsgi import settings as _wsgi_settings  # noqa: F401  (registers header_map...)
 from wsgi_support import HERE, ServerProcess, start_server
 
-ROOT = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("TRICORN_CONFORMANCE_DIR", ROOT.parent / "shared" / "conformance"))
 
-if not CORPUS.is_dir():
+def _load_harness() -> Any:
+    """tests/conformance/harness.py, loaded by path under the name its conftest uses."""
+    name = "tricorn_conformance_harness"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "conformance" / "harness.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+harness = _load_harness()
+
+_missing = harness.corpus_missing_reason()
+if _missing is not None:
     if os.environ.get("CI"):
-        raise RuntimeError(f"conformance corpus not found at {CORPUS}")
-    pytest.skip(f"conformance corpus not found at {CORPUS}", allow_module_level=True)
+        raise RuntimeError(_missing)
+    pytest.skip(_missing, allow_module_level=True)
+
+UNSUPPORTED = {"proxy_protocol", "casefold_http_method"}
+"""Gunicorn settings of the corpus that tricorn-wsgi does not have: those cases are not run."""
+
+Seen = list[tuple[str, str, bytes]]  # (method, raw URI, body) of each request the app got
 
 
-@dataclass(frozen=True)
-class Case:
-    name: str
-    segments: tuple[bytes, ...]
-    invalid: bool
-    args: tuple[str, ...]
-
-
-def _gunicorn_args(config: dict[str, Any]) -> tuple[str, ...] | None:
-    if config.get("proxy_protocol") or config.get("casefold_http_method"):
+def server_args(case: Any) -> tuple[str, ...] | None:
+    """The case's settings as tricorn-wsgi command-line arguments; None if one is unsupported."""
+    config = harness.server_config(case)
+    if set(config) & UNSUPPORTED:
         return None
     args: list[str] = []
     for key, value in config.items():
@@ -77,86 +86,37 @@ def _gunicorn_args(config: dict[str, Any]) -> tuple[str, ...] | None:
     return tuple(args)
 
 
-def load_cases() -> list[Case]:
-    cases: list[Case] = []
-    for kind in ("valid", "invalid"):
-        for meta_path in sorted((CORPUS / "gunicorn" / kind).glob("*.json")):
-            meta = json.loads(meta_path.read_text())
-            args = _gunicorn_args(meta.get("config", {}))
-            if args is None:
-                continue
-            data = (meta_path.parent / meta["raw_file"]).read_bytes()
-            cases.append(Case(f"gunicorn/{kind}/{meta_path.stem}", (data,), kind == "invalid",
-                              args))
-    for line in (CORPUS / "llhttp" / "requests.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        cases.append(Case(f"llhttp/{row['id']}", (base64.b64decode(row["raw_b64"]),),
-                          row["outcome"] == "error", ()))
-    for line in (CORPUS / "http-garden" / "server_bugs.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        segs = row.get("segments_b64") or [row["raw_b64"]]
-        cases.append(Case(f"garden/{row['id']}", tuple(base64.b64decode(s) for s in segs),
-                          row["expected"].startswith("reject"), ()))
-    return cases
+CASES = [(case, args) for case in harness.load_all()
+         if (args := server_args(case)) is not None]
 
 
-CASES = load_cases()
-
-
-# ------------------------------------------------------------------------------------- oracle
-
-
-def limits_for(args: tuple[str, ...]) -> tuple[ParserLimits, str, bool]:
-    """The parser limits, header_map and trust-everyone flag the server gets from `args`."""
+def _policy(args: tuple[str, ...]) -> tuple[ParserLimits, Callable[[Request], bool]]:
+    """The parser limits the server gets from `args`, and which requests it hands to the app."""
     cfg = REGISTRY.load("wsgi", [*args, "tricorn_test_apps:canary"], environ={}, cwd=str(HERE))
+    refuse_underscore = cfg["header_map"] == "refuse"
     trust_all = "*" in cfg["forwarded_allow_ips"]  # type: ignore[operator]
-    return parser_limits(cfg), str(cfg["header_map"]), trust_all
 
-
-LIMITS = {args: limits_for(args) for args in {case.args for case in CASES}}
-
-
-def oracle(case: Case) -> list[tuple[str, str, bytes]]:
-    """The requests a correct server hands to the app for these bytes (then EOF)."""
-    limits, header_map, trust_all = LIMITS[case.args]
-    conn = Connection(limits)
-    for seg in case.segments:
-        conn.receive_data(seg)
-    conn.receive_data(b"")
-    out: list[tuple[str, str, bytes]] = []
-    while True:
-        try:
-            ev = conn.next_event()
-        except ProtocolError:
-            return out
-        if not isinstance(ev, Request):
-            return out
-        if ev.flags & F_AUTHORITY_FORM:
-            return out  # CONNECT: 405 without the app
-        if header_map == "refuse" and ev.flags & F_UNDERSCORE_NAME:
-            return out
+    def accept(req: Request) -> bool:
+        if refuse_underscore and req.flags & F_UNDERSCORE_NAME:
+            return False
         if trust_all:
             try:
-                resolve(ev.headers, "127.0.0.1", TrustedPeers(["*"]))
+                resolve(req.headers, "127.0.0.1", TrustedPeers(["*"]))
             except ProxyHeaderError:
-                return out
-        body = []
-        while True:
-            try:
-                part = conn.next_event()
-            except ProtocolError:
-                return out
-            if isinstance(part, Data):
-                body.append(part.data)
-            elif isinstance(part, EndOfMessage):
-                break
-            else:
-                return out  # incomplete at end of input
-        out.append((ev.method.decode("latin-1"), ev.target.decode("latin-1"), b"".join(body)))
-        conn.send_full_response(200, [], b"ok")
-        if not conn.keep_alive:
-            return out
-        conn.start_next_cycle()
+                return False
+        return True
+
+    return parser_limits(cfg), accept
+
+
+POLICIES = {args: _policy(args) for args in {args for _, args in CASES}}
+
+
+def oracle(case: Any, args: tuple[str, ...]) -> Seen:
+    """What a correct server hands to the app for these bytes (then the client's half-close)."""
+    limits, accept = POLICIES[args]
+    return [(m.request.method.decode("latin-1"), m.request.target.decode("latin-1"),
+             bytes(m.body)) for m in harness.dispatched(case, limits, accept)]
 
 
 # ------------------------------------------------------------------------------------- servers
@@ -180,7 +140,8 @@ def server_for(servers: dict[tuple[str, ...], ServerProcess], args: tuple[str, .
     return srv
 
 
-def run_case(srv: ServerProcess, case: Case) -> tuple[list[tuple[str, str, bytes]], bytes]:
+def send_case(srv: ServerProcess, case: Any) -> tuple[Seen, bytes]:
+    """Send the case's segments, half-close, read to the end; what the app saw and the answer."""
     srv.clear_state("canary")
     received = b""
     with srv.connect(timeout=5) as s:
@@ -217,33 +178,41 @@ def _statuses(data: bytes) -> list[int]:
     return out
 
 
-@pytest.mark.parametrize("threads", ["1", "2"])
-def test_corpus_through_server(servers: dict[tuple[str, ...], ServerProcess], threads: str
-                               ) -> None:
-    failures: list[str] = []
-    invalid_dispatched = 0
-    for case in CASES:
-        if threads == "1" and len(case.segments) > 1:
-            continue  # the sync worker does not wait for a later segment (no keep-alive)
-        srv = server_for(servers, (*case.args, "--threads", threads))
-        expected = oracle(case)
-        seen, received = run_case(srv, case)
-        if threads == "1":
-            ok = seen == expected[:len(seen)] and (len(seen) == len(expected)
-                                                   or 200 in _statuses(received))
-        else:
-            ok = seen == expected
-        if not ok:
-            failures.append(f"{case.name}: app saw {seen!r}, expected {expected!r}")
-        if case.invalid:
-            statuses = _statuses(received)
-            final = [s for s in statuses if s >= 200]
-            if len(seen) > len(expected) or (final and len(final) > len(seen)
-                                             and not 400 <= final[len(seen)] < 600):
-                invalid_dispatched += 1
-                failures.append(f"{case.name}: invalid case answered {statuses}")
-        if not srv.alive():
-            failures.append(f"{case.name}: the server died")
-    assert not failures, "\n".join(failures[:20])
-    assert invalid_dispatched == 0
+def _params() -> list[Any]:
+    params = []
+    for threads in ("1", "2"):
+        for case, args in CASES:
+            if threads == "1" and len(case.segments) > 1:
+                continue  # the sync worker does not wait for a later segment (no keep-alive)
+            params.append(pytest.param(threads, case, args, id=f"threads{threads}-{case.key}"))
+    return params
+
+
+def test_the_corpora_are_there() -> None:
     assert len(CASES) > 200
+    assert {case.corpus for case, _ in CASES} == set(harness.CORPORA)
+
+
+@pytest.mark.parametrize(("threads", "case", "args"), _params())
+def test_case_through_server(servers: dict[tuple[str, ...], ServerProcess], threads: str,
+                             case: Any, args: tuple[str, ...]) -> None:
+    srv = server_for(servers, (*args, "--threads", threads))
+    expected = oracle(case, args)
+    seen, received = send_case(srv, case)
+    failures: list[str] = []
+    if threads == "1":  # no keep-alive: the app may see a prefix, and the server says 200 to it
+        ok = seen == expected[:len(seen)] and (len(seen) == len(expected)
+                                               or 200 in _statuses(received))
+    else:
+        ok = seen == expected
+    if not ok:
+        failures.append(f"app saw {seen!r}, expected {expected!r}")
+    if harness.corpus_says_invalid(case):
+        statuses = _statuses(received)
+        final = [s for s in statuses if s >= 200]
+        if len(seen) > len(expected) or (final and len(final) > len(seen)
+                                         and not 400 <= final[len(seen)] < 600):
+            failures.append(f"invalid case answered {statuses}")
+    if not srv.alive():
+        failures.append("the server died")
+    assert not failures, f"{case.key}: " + "; ".join(failures)

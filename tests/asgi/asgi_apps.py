@@ -50,7 +50,7 @@ async def lifespan(scope: Any, receive: Any, send: Any, *, fail: str = "") -> No
 
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
-    """Routes: / (hello), /echo, /slow?s=, /state, /stream?n=&size=, /pid."""
+    """Routes: / (hello), /echo, /slow?s=, /state, /stream?n=&size=, /pid, /raise."""
     if scope["type"] == "lifespan":
         await lifespan(scope, receive, send)
         return
@@ -65,6 +65,8 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         await respond(send, 200, json.dumps(scope.get("state", {})).encode())
     elif path == "/pid":
         await respond(send, 200, str(os.getpid()).encode())
+    elif path == "/raise":
+        raise RuntimeError("the application failed")
     elif path == "/stream":
         n = int(query.get("n", ["10"])[0])
         size = int(query.get("size", ["1000"])[0])

@@ -166,6 +166,15 @@ def test_access_log_off_by_default_on_with_a_flag(process: Any) -> None:
     assert "duration_ms" in lines[0]
 
 
+def test_access_log_records_the_500_for_a_failed_application(process: Any) -> None:
+    p = process("asgi_apps:app", "--access-log", "--access-logformat", "json")
+    assert httpx.get(p.url + "/raise").status_code == 500
+    p.stop()
+    lines = [json.loads(line) for line in p.log.splitlines() if line.startswith("{")]
+    assert [(line["path"], line["status"]) for line in lines] == [("/raise", 500)]
+    assert "RuntimeError: the application failed" in p.log  # the traceback, in the error log
+
+
 def _rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

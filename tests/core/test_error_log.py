@@ -286,6 +286,7 @@ async def asgi(scope, receive, send):
 COMMANDS = {
     "tricorn-asgi": ["tricorn-asgi", "errlog_app:asgi"],
     "tricorn-wsgi": ["tricorn-wsgi", "errlog_app:wsgi"],
+    "tricorn-asgi --interface wsgi": ["tricorn-asgi", "--interface", "wsgi", "errlog_app:wsgi"],
     "tricorn": ["tricorn", "-k", "asgi", "-w", "1", "errlog_app:asgi"],
 }
 
@@ -358,11 +359,12 @@ def test_process_stdout_is_json_lines(tmp_path: Path, command: str) -> None:
     access = [r for r in records if "status" in r]
     assert all(list(r)[:5] == KEYS for r in errors)
     assert [r["status"] for r in access if r["path"] == "/ok"] == [200]
+    assert [r["status"] for r in access if r["path"] == "/boom"] == [500]
     boom = [r for r in errors if 'boom "quoted"\nsecond line' in r.get("exception", "")]
     assert len(boom) == 1 and boom[0]["level"] == "ERROR", errors
     assert boom[0]["exception"].startswith("Traceback (most recent call last):\n")
     assert any(r["level"] == "INFO" and "Listening at" in r["message"] for r in errors), errors
-    if command == "tricorn-wsgi":
+    if "wsgi" in command:
         app_lines = [r["message"] for r in errors if r["logger"] == "tricorn.wsgi.errors"]
         assert len(app_lines) >= 4 and app_lines[-2:] == ['app says "hi"', '{"level":"FORGED"}']
     if command == "tricorn":

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from tricorn.core.logs import ErrorStream
 
 
 class InterfaceError(Exception):
@@ -71,8 +74,10 @@ def asgi2_to_asgi3(app: Callable[[Scope], Any]) -> ASGIApp:
     return asgi3
 
 
-def adapt(app: Callable[..., Any], interface: str, *, wsgi_threads: int = 10) -> tuple[ASGIApp, str]:
-    """(the ASGI 3 callable to serve, the interface actually used)."""
+def adapt(app: Callable[..., Any], interface: str, *, wsgi_threads: int = 10,
+          wsgi_errors: ErrorStream | None = None) -> tuple[ASGIApp, str]:
+    """(the ASGI 3 callable to serve, the interface actually used). A WSGI application writes
+    ``wsgi.errors`` to `wsgi_errors` (stderr when None)."""
     if interface == "auto":
         interface = detect(app)
     if interface == "asgi3":
@@ -82,7 +87,7 @@ def adapt(app: Callable[..., Any], interface: str, *, wsgi_threads: int = 10) ->
     if interface == "wsgi":
         from .wsgi import WSGIAdapter
 
-        return WSGIAdapter(app, threads=wsgi_threads), interface
+        return WSGIAdapter(app, threads=wsgi_threads, errors=wsgi_errors), interface
     raise InterfaceError(f"unknown interface {interface!r}")
 
 

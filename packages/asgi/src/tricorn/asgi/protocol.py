@@ -370,9 +370,16 @@ class HttpProtocol(asyncio.Protocol):
 
     def response_failed(self, cycle: Cycle, status: int) -> None:
         """The application failed: answer `status` if nothing was sent yet, else cut the
-        connection so the client sees an incomplete response."""
+        connection so the client sees an incomplete response. Either way the access log records
+        it (the status sent, or the application's for a cut response)."""
         if self.cycle is cycle:
             self.cycle = None
+        access_log = self.state.access_log
+        if access_log is not None:
+            if status:
+                cycle.status = status
+                cycle.headers = ()
+            cycle.log_access(access_log)
         if self.closed:
             return
         if status:

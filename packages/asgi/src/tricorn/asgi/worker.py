@@ -29,7 +29,7 @@ import ssl
 
 from tricorn.core import settings as core
 from tricorn.core.apploader import AppLoadError
-from tricorn.core.logs import Logs
+from tricorn.core.logs import ErrorStream, Logs
 from tricorn.core.settings import Settings, parser_limits
 from tricorn.core.worker import (
     EXIT_APP_LOAD_ERROR,
@@ -130,6 +130,7 @@ class AsgiWorker:
                 app,  # type: ignore[arg-type]
                 asgi_settings.get(cfg, asgi_settings.INTERFACE),
                 wsgi_threads=asgi_settings.get(cfg, asgi_settings.WSGI_THREADS),
+                wsgi_errors=ErrorStream(context.logs.handler) if context.logs is not None else None,
             )
         except AppLoadError as exc:
             log.error("%s", exc, exc_info=exc.kind in ("import_failed", "factory_failed"))

@@ -27,9 +27,10 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TextIO
 
 from tricorn.core.environ import wsgi_environ
+from tricorn.core.logs import ErrorStream
 
 from .types import Message, Receive, Scope, Send
 
@@ -236,10 +237,13 @@ def _run(app: WSGIApp, environ: dict[str, Any], response: _Response) -> None:
 class WSGIAdapter:
     """An ASGI 3 application serving `app` (WSGI) from `threads` threads (see module doc)."""
 
-    def __init__(self, app: WSGIApp, *, threads: int = 10, multiprocess: bool = False) -> None:
+    def __init__(self, app: WSGIApp, *, threads: int = 10, multiprocess: bool = False,
+                 errors: TextIO | ErrorStream | None = None) -> None:
         self.app = app
         self.pool = ThreadPool(threads)
         self.multiprocess = multiprocess
+        self.errors = errors if errors is not None else sys.stderr
+        """``wsgi.errors``: the error log's `ErrorStream` under the servers, stderr otherwise."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -257,7 +261,7 @@ class WSGIAdapter:
             client=scope.get("client"),
             scheme=scope.get("scheme", "http"),
             wsgi_input=RequestBody(bridge, receive),  # type: ignore[arg-type]
-            wsgi_errors=sys.stderr,
+            wsgi_errors=self.errors,
             multithread=True,
             multiprocess=self.multiprocess,
         )

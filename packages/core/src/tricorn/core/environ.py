@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
-from typing import IO, Any, Final, TextIO
+from typing import IO, Any, Final, Protocol
 from urllib.parse import unquote_to_bytes
 
 from tricorn.core.events import F_ABSOLUTE_FORM, F_ASTERISK_FORM, F_UNDERSCORE_NAME, Request
@@ -59,6 +59,16 @@ _METHODS: Final = {
     m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")
 }
 _PROTOCOLS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2"}
+
+
+class ErrorsStream(Protocol):
+    """What ``wsgi.errors`` must offer (PEP 3333): a text stream's write, writelines and flush."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def writelines(self, lines: Iterable[str], /) -> None: ...
+
+    def flush(self) -> None: ...
 
 
 def header_key(name: bytes) -> str:
@@ -125,7 +135,7 @@ def wsgi_environ(
     client: tuple[str, int] | None,
     scheme: str,
     wsgi_input: IO[bytes],
-    wsgi_errors: IO[str],
+    wsgi_errors: ErrorsStream,
     multithread: bool = True,
     multiprocess: bool = False,
 ) -> Environ:
@@ -187,7 +197,7 @@ class EnvironBuilder:
     def __init__(
         self,
         *,
-        errors: TextIO | None = None,
+        errors: ErrorsStream | None = None,
         multithread: bool = False,
         multiprocess: bool = False,
         root_path: str = "",

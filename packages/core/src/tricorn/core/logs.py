@@ -62,6 +62,7 @@ __all__ = [
     "AccessFormatter",
     "AccessLog",
     "AccessRecord",
+    "ErrorStream",
     "JsonErrorFormatter",
     "LineLogWriter",
     "Logs",
@@ -883,3 +884,44 @@ def setup_from_settings(cfg: Settings, *, autoflush: bool = True) -> Logs:
         access_logformat=cfg[s.ACCESS_LOGFORMAT],
         autoflush=autoflush,
     )
+
+
+class ErrorStream:
+    """``wsgi.errors`` (tricorn-wsgi, and tricorn-asgi's WSGI interface): text the application
+    writes goes to the error log's stream (stderr, or the error log file, following reopens); with
+    a JSON error log, each line becomes a record of logger ``tricorn.wsgi.errors`` instead, so the
+    stream stays JSON lines."""
+
+    __slots__ = ("_handler", "_lock", "_lines")
+
+    def __init__(self, handler: logging.Handler | None) -> None:
+        self._handler = handler
+        self._lock = threading.Lock()
+        self._lines = (LineLogWriter(handler, "tricorn.wsgi.errors") if is_json_handler(handler)
+                       else None)
+
+    def _stream(self) -> TextIO:
+        stream = getattr(self._handler, "stream", None)
+        return stream if stream is not None else sys.stderr
+
+    def write(self, text: str) -> int:
+        if self._lines is not None:
+            return self._lines.write(text)
+        with self._lock:
+            return self._stream().write(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        if self._lines is not None:
+            self._lines.writelines(lines)
+            return
+        with self._lock:
+            stream = self._stream()
+            for line in lines:
+                stream.write(line)
+
+    def flush(self) -> None:
+        if self._lines is not None:
+            self._lines.flush()
+            return
+        with self._lock:
+            self._stream().flush()

@@ -31,6 +31,7 @@ from typing import Any, Final, TypeVar
 
 from tricorn.core.apploader import AppLoadError
 from tricorn.core.environ import EnvironBuilder
+from tricorn.core.logs import ErrorStream
 from tricorn.core.parser import CLimits, c_limits
 from tricorn.core.proxy import TrustedPeers
 from tricorn.core.settings import (
@@ -58,7 +59,7 @@ from tricorn.core.worker import (
 )
 
 from .filewrapper import FileWrapper
-from .handler import ErrorStream, Handler
+from .handler import Handler
 from .settings import HEADER_MAP, SENDFILE, THREADS, WORKER_CONNECTIONS
 
 T = TypeVar("T")
@@ -144,7 +145,7 @@ class BaseWorker:
         workers = cfg.data.get("workers", 1)
         header_map = str(setting(cfg, HEADER_MAP))
         builder = EnvironBuilder(
-            errors=ErrorStream(logs.handler if logs is not None else None),  # type: ignore[arg-type]
+            errors=ErrorStream(logs.handler if logs is not None else None),
             multithread=self.threads > 1,
             multiprocess=isinstance(workers, int) and workers > 1,
             root_path=str(setting(cfg, ROOT_PATH)),

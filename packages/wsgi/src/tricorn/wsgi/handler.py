@@ -23,17 +23,15 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Final, TextIO
+from typing import Any, Final
 
 from tricorn.core.connection import Connection
 from tricorn.core.environ import ConnectionInfo, Environ, EnvironBuilder
 from tricorn.core.errors import LocalProtocolError
 from tricorn.core.events import F_AUTHORITY_FORM, F_UNDERSCORE_NAME, Request
-from tricorn.core.logs import AccessLog, AccessRecord, LineLogWriter, escape_bytes, is_json_handler
+from tricorn.core.logs import AccessLog, AccessRecord, escape_bytes
 from tricorn.core.proxy import ProxyHeaderError
 from tricorn.core.worker import Heartbeat, Hooks, NullHeartbeat
 from tricorn.core.writer import error_response
@@ -65,45 +63,6 @@ class Channel:
         self.stream = stream
         self.conn = conn
         self.info = info
-
-
-class ErrorStream:
-    """``wsgi.errors``: text the application writes goes to the error log's stream (stderr, or the
-    error log file, following reopens); with a JSON error log, each line becomes a record of
-    logger ``tricorn.wsgi.errors`` instead, so the stream stays JSON lines."""
-
-    __slots__ = ("_handler", "_lock", "_lines")
-
-    def __init__(self, handler: logging.Handler | None) -> None:
-        self._handler = handler
-        self._lock = threading.Lock()
-        self._lines = LineLogWriter(handler, "tricorn.wsgi.errors") if is_json_handler(handler) else None
-
-    def _stream(self) -> TextIO:
-        stream = getattr(self._handler, "stream", None)
-        return stream if stream is not None else sys.stderr
-
-    def write(self, text: str) -> int:
-        if self._lines is not None:
-            return self._lines.write(text)
-        with self._lock:
-            return self._stream().write(text)
-
-    def writelines(self, lines: Iterable[str]) -> None:
-        if self._lines is not None:
-            self._lines.writelines(lines)
-            return
-        with self._lock:
-            stream = self._stream()
-            for line in lines:
-                stream.write(line)
-
-    def flush(self) -> None:
-        if self._lines is not None:
-            self._lines.flush()
-            return
-        with self._lock:
-            self._stream().flush()
 
 
 class Handler:

@@ -12,10 +12,12 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from arbiter_harness import SUPPORT, http_get, wait_for
+from test_reload import LoadLoop
 
 
 def test_gunicorn_style_config_file_and_hooks(tricorn, tmp_path: Path) -> None:
@@ -129,12 +131,24 @@ def test_max_requests_recycles_without_failures(tricorn) -> None:
 def test_max_worker_memory_recycles_gracefully(tricorn) -> None:
     master = tricorn("-w", "1", "-b", "127.0.0.1:0", "--max-worker-memory", "150M",
                      "--memory-check-interval", "0.1")
+    """reliability.md A5: the leaking worker is replaced gracefully: a request in flight on it
+    completes, and a request loop running meanwhile sees no failure."""
     master.wait_ready(1)
     (first,) = master.workers()
     assert master.get("/leak?mb=200")[0] == 200
-    master.wait_log(r"uses \d+ MiB \(limit 150 MiB\); recycling", timeout=10)
-    wait_for(lambda: first not in master.workers() and len(master.workers()) == 1, 10,
-             what="the leaking worker to be replaced")
+    slow: list[object] = []
+    thread = threading.Thread(target=lambda: slow.append(http_get(master.port, "/slow?s=1")))
+    thread.start()
+    load = LoadLoop(master.port, threads=1, max_requests=3000, max_seconds=15)
+    try:
+        master.wait_log(r"uses \d+ MiB \(limit 150 MiB\); recycling", timeout=10)
+        wait_for(lambda: first not in master.workers() and len(master.workers()) == 1, 10,
+                 what="the leaking worker to be replaced")
+    finally:
+        load.stop()
+        thread.join(10)
+    assert slow == [(200, b"slow done")]
+    assert load.failures == [] and load.ok > 0
     assert master.get("/pid")[1] != str(first).encode()
 
 
@@ -297,6 +311,9 @@ def test_reuse_port_workers_have_their_own_sockets(tricorn) -> None:
 
     for pid in master.workers():  # its own listening socket besides the shared one
         assert listening_sockets(pid) == 2
+    migrate = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+    if migrate.exists() and migrate.read_text().strip() == "0":  # warned: resets on worker stop
+        assert "net.ipv4.tcp_migrate_req=1" in master.log()
 
 
 def test_user_and_group_drop_in_workers(tricorn) -> None:

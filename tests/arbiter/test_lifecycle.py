@@ -79,9 +79,17 @@ def test_boot_failure_exits_3_quickly(tricorn) -> None:
 
 
 def test_app_import_failure_exits_4(tricorn) -> None:
+    """reliability.md A7: exit 4 quickly, the error in the log, no respawn loop."""
+    start = time.monotonic()
     master = tricorn("-w", "2", "-b", "127.0.0.1:0", app="import_fails:app")
     assert master.wait_exit(15) == 4
-    assert "this app fails at import" in master.log()
+    elapsed = time.monotonic() - start
+    log = master.log()
+    print(f"\nA7: app import failure -> master exited 4 after {elapsed:.2f} s (process start "
+          f"included)")
+    assert "this app fails at import" in log
+    assert len(re.findall("Booting worker", log)) <= 2  # the first two, never a replacement
+    assert elapsed < 5
 
 
 def test_preload_app_import_failure_exits_4_without_forking(tricorn) -> None:

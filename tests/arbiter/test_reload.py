@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -85,25 +86,50 @@ class LoadLoop:
             thread.join(15)
 
 
+def serving_low_water(log: str) -> int:
+    """Replays the master's log: the fewest workers that were ready and not being stopped right
+    after any "Stopping worker" line (readiness gating: never below the target)."""
+    serving: set[str] = set()
+    low = 1 << 30
+    for line in log.splitlines():
+        if match := re.search(r"Worker \(pid:(\d+)\) ready in", line):
+            serving.add(match.group(1))
+        elif match := re.search(r"Stopping worker \(pid:(\d+)\)", line):
+            serving.discard(match.group(1))
+            low = min(low, len(serving))
+    return low
+
+
 def test_hup_rolling_reload_under_load_loses_nothing(tricorn) -> None:
+    """reliability.md A10: five HUPs under a request loop: zero failed requests, a request in
+    flight across the first HUP completes, each old worker is stopped only once a replacement
+    is ready (replayed from the log), and every worker pid changes."""
     master = tricorn("-w", "2", "-b", "127.0.0.1:0")
     master.wait_ready(2)
     before = master.workers()
-    load = LoadLoop(master.port)
+    load = LoadLoop(master.port, max_requests=8000, max_seconds=30)
+    slow: list[object] = []
+    slow_thread = threading.Thread(
+        target=lambda: slow.append(http_get(master.port, "/slow?s=1", timeout=10)))
     try:
+        slow_thread.start()
         time.sleep(0.3)
-        for i in range(2):
+        for i in range(5):
             master.send(signal.SIGHUP)
             master.wait_log("Reload complete", count=i + 1, timeout=15)
             time.sleep(0.3)
     finally:
         load.stop()
-    print(f"\nHUP x2 under load: {load.ok} requests ok, {len(load.failures)} failed")
+        slow_thread.join(10)
+    print(f"\nHUP x5 under load: {load.ok} requests ok, {len(load.failures)} failed")
     assert load.failures == []
-    assert load.ok > 50
+    assert load.ok > 100
+    assert slow == [(200, b"slow done")]
     after = master.workers()
     assert len(after) == 2 and not (after & before)
-    assert len(load.pids) >= 4  # requests were served by old and new workers
+    assert len(load.pids) >= 6  # requests were served by old and new workers
+    assert master.log().count("Stopping worker") >= 10
+    assert serving_low_water(master.log()) >= 2
 
 
 def _write_app(directory: Path, body: str) -> None:
@@ -141,11 +167,25 @@ def test_hup_reloads_code_and_keeps_old_workers_when_new_code_is_broken(
     assert master.proc.poll() is None
 
 
+def listening_inodes(port: int) -> set[str]:
+    """Inodes of the sockets listening on 127.0.0.1:`port` (from /proc/net/tcp)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:
+            inodes.add(fields[9])
+    return inodes
+
+
 def test_usr2_new_master_takes_over_without_failures(tricorn, tmp_path: Path) -> None:
+    """reliability.md A12: zero failed requests, and the listening socket is the same one
+    (inode) from start to end: it was handed over, never closed and re-bound."""
     pidfile = tmp_path / "tricorn.pid"
     master = tricorn("-w", "2", "-b", "127.0.0.1:0", "-p", str(pidfile))
     master.wait_ready(2)
     assert int(pidfile.read_text()) == master.pid
+    inodes = listening_inodes(master.port)
+    assert len(inodes) == 1
     load = LoadLoop(master.port)
     new_pid = 0
     try:
@@ -162,6 +202,7 @@ def test_usr2_new_master_takes_over_without_failures(tricorn, tmp_path: Path) ->
         wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() == str(new_pid), 5,
                  what="the pid file to name the new master")
         time.sleep(0.5)
+        inodes_after = listening_inodes(master.port)
     finally:
         load.stop()
         if new_pid:
@@ -169,6 +210,7 @@ def test_usr2_new_master_takes_over_without_failures(tricorn, tmp_path: Path) ->
             wait_for(lambda: not alive(new_pid), 15, what="the new master to exit")
     print(f"\nUSR2 + TERM old under load: {load.ok} ok, {len(load.failures)} failed")
     assert load.failures == []
+    assert inodes_after == inodes
     assert not any(alive(pid) for pid in old_workers)
     assert not pidfile.exists()
 

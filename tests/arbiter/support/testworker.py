@@ -7,11 +7,14 @@ The main thread accepts and notifies the heartbeat; each request runs in its own
 
 The app is any callable ``app(path) -> bytes``; the worker itself answers:
 ``/pid`` (its pid), ``/slow?s=N`` (sleep N s), ``/hang`` (block the main loop forever),
-``/exit?code=N`` (``os._exit(N)``), ``/leak?mb=N`` (keep N MiB), ``/env?name=X``.
+``/exit?code=N`` (``os._exit(N)``), ``/segv`` (a real segmentation fault), ``/leak?mb=N`` (keep N
+MiB), ``/env?name=X``; ``/hang?abrt=ignore`` also ignores SIGABRT, like a worker stuck in C code,
+so only the master's SIGKILL ends it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import selectors
 import signal
@@ -103,6 +106,8 @@ class TestWorker:
         path, _, query = target.partition("?")
         params = dict(p.partition("=")[::2] for p in query.split("&") if p)
         if path == "/hang":  # block the main loop: no heartbeat any more
+            if params.get("abrt") == "ignore":
+                signal.signal(signal.SIGABRT, signal.SIG_IGN)
             while True:
                 time.sleep(3600)
         thread = threading.Thread(target=self._serve, args=(conn, app, path, params), daemon=True)
@@ -122,6 +127,9 @@ class TestWorker:
                 body = b"slow done"
             elif path == "/exit":
                 os._exit(int(params.get("code", "1")))
+            elif path == "/segv":
+                ctypes.string_at(0)  # reads address 0: SIGSEGV
+                body = b"unreachable"
             elif path == "/leak":
                 _LEAK.append(b"x" * (int(params.get("mb", "10")) << 20))
                 body = str(sum(len(b) for b in _LEAK) >> 20).encode()

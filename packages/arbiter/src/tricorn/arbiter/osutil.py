@@ -18,9 +18,11 @@ import sys
 __all__ = [
     "daemonize",
     "drop_privileges",
+    "oom_kill_count",
     "rss_bytes",
     "set_parent_death_signal",
     "set_proc_title",
+    "tcp_migrate_req",
 ]
 
 _PR_SET_PDEATHSIG = 1
@@ -75,6 +77,29 @@ def rss_bytes(pid: int) -> int | None:
             fields = f.read().split()
         return int(fields[1]) * _PAGE_SIZE
     except (OSError, IndexError, ValueError):
+        return None
+
+
+def oom_kill_count() -> int | None:
+    """How many processes the kernel's OOM killer has killed since boot (``oom_kill`` in
+    ``/proc/vmstat``, Linux >= 4.13; system-wide, cgroup OOM kills included); None where absent."""
+    try:
+        with open("/proc/vmstat", "rb") as f:
+            for line in f:
+                if line.startswith(b"oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def tcp_migrate_req() -> bool | None:
+    """Whether Linux migrates connections queued on a closing ``SO_REUSEPORT`` listener to another
+    socket of its group (sysctl ``net.ipv4.tcp_migrate_req``, Linux >= 5.14); None if unknown."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_migrate_req", "rb") as f:
+            return f.read().strip() != b"0"
+    except (OSError, ValueError):
         return None
 
 

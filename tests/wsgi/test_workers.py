@@ -352,3 +352,18 @@ def test_sync_sigterm_while_waiting_for_a_head(server_factory) -> None:  # type:
         srv.proc.send_signal(signal.SIGTERM)
         assert srv.proc.wait(5) == 0
         assert time.monotonic() - start < 1.5
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sync_stop_serves_a_request_already_on_its_way(server_factory, sig: int) -> None:  # type: ignore[no-untyped-def]
+    """A connection accepted before the stop is owed its response: a request sent a moment after
+    the signal is answered (with close), not reset."""
+    srv = server_factory()
+    with srv.connect() as s:
+        time.sleep(0.3)  # accepted; the worker waits for the head
+        srv.proc.send_signal(sig)
+        time.sleep(0.3)
+        s.sendall(get())
+        resp = one_response(recv_until_closed(s))
+        assert resp.status == 200 and resp.header("connection") == "close"
+    assert srv.proc.wait(5) == 0

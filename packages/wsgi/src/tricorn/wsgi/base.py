@@ -66,6 +66,9 @@ T = TypeVar("T")
 SERVER_LINE: Final = b"server: tricorn\r\n"
 LINGER_SECONDS: Final = 1.0
 """How long a closing connection is drained of unread input before it is closed."""
+STOP_GRACE: Final = 1.0
+"""After SIGTERM, how long a connection that owes a response (accepted, but its request not read
+yet; or idle with input pending) may still send its request."""
 
 
 def setting(cfg: Any, s: Setting[T]) -> T:

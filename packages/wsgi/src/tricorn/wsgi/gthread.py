@@ -27,7 +27,8 @@ Invariants (the races are settled under one lock):
   is harmless: the claim fails, or the claimer finds nothing to read and re-arms.
 - At most ``worker_connections`` connections are open; at the limit the listeners stay disarmed
   and new clients wait in the kernel's backlog.
-- SIGTERM: the listeners close at once, idle connections without pending input close, requests in
+- SIGTERM: the listeners close at once, idle keep-alive connections without pending input close
+  (a connection that has not sent its first request yet gets ``STOP_GRACE`` to send it), requests in
   flight finish (answered with ``Connection: close``) until ``graceful_timeout``; then `run`
   returns. SIGHUP (retire, while sibling workers go on serving): the same, except that idle
   connections stay in the poller until their keep-alive deadline, so a request a client sends on
@@ -51,7 +52,7 @@ from tricorn.core.events import NEED_DATA, Request
 from tricorn.core.worker import EXIT_ABORTED, EXIT_BOOT_ERROR, EXIT_OK
 from tricorn.core.writer import error_response
 
-from .base import LINGER_SECONDS, BaseWorker
+from .base import LINGER_SECONDS, STOP_GRACE, BaseWorker
 from .handler import Channel
 from .stream import RECV_SIZE, Stream
 from .sync import is_tcp, local_address, tune
@@ -69,15 +70,13 @@ _OUT: Final = select.EPOLLOUT | select.EPOLLONESHOT
 _RESOURCE_ERRORS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _DRAIN_LIMIT: Final = 1 << 20
 _TICK: Final = 0.25
-_STOP_GRACE: Final = 2.0
-"""After SIGTERM, how long idle connections that had input pending are still served."""
 _monotonic = time.monotonic
 _WOULD_BLOCK: Final = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class _Client:
     __slots__ = ("fd", "sock", "ch", "conn", "state", "stage", "deadline", "head_deadline",
-                 "drained", "registered")
+                 "drained", "registered", "fresh")
 
     def __init__(self, fd: int, sock: socket.socket, stage: int, deadline: float) -> None:
         self.fd = fd
@@ -93,6 +92,8 @@ class _Client:
         self.drained = 0
         self.registered = False
         """Added to the poller (a new connection is first served inline, unregistered)."""
+        self.fresh = True
+        """No request received yet: on SIGTERM it is owed one (its client may be sending it)."""
 
 
 class ThreadWorker(BaseWorker):
@@ -358,6 +359,7 @@ class ThreadWorker(BaseWorker):
                 self._start_drain(c)
                 return
             if type(ev) is Request:
+                c.fresh = False
                 keep = handler.handle(ch, ev)
                 if not keep or not conn.keep_alive or self.stopping:
                     if conn.their_done and not conn.buffered:
@@ -484,8 +486,8 @@ class ThreadWorker(BaseWorker):
                     c.state = BUSY
                     idle.append(c)
         for c in idle:
-            if self._has_input(c.sock):
-                c.deadline = min(c.deadline, now + _STOP_GRACE)
+            if c.fresh or self._has_input(c.sock):
+                c.deadline = min(c.deadline, now + STOP_GRACE)
                 self._rearm(c, _IN)  # a request may be on its way: serve it, with close
             else:
                 self._close(c)
@@ -495,7 +497,7 @@ class ThreadWorker(BaseWorker):
             if not self._clients:
                 return True
             busy = any(c.state == BUSY for c in self._clients.values())
-            if not busy and not self.retiring and now - self._stop_started >= _STOP_GRACE:
+            if not busy and not self.retiring and now - self._stop_started >= STOP_GRACE:
                 return True
         if now - self._stop_started >= self.graceful_timeout:
             if busy:

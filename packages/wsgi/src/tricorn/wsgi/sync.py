@@ -15,8 +15,11 @@ Invariants:
   lingering (half-close, drain briefly, close) so the response is not lost to a reset.
 - ``heartbeat.notify()`` runs at least every ``notify_interval`` while idle and after every
   connection (a request longer than the arbiter's timeout gets the worker killed, as in Gunicorn).
-- SIGTERM: stop accepting, finish the connection in hand (its response closes), return 0.
-  SIGINT/SIGQUIT: return at once, interrupting the application if it is running.
+- SIGTERM (and SIGHUP, retire): stop accepting, finish the connection in hand (its response
+  closes), return 0. A connection accepted whose request has not arrived yet is owed a response
+  all the same (its client may be sending right now: closing it would reset the request): it
+  gets `STOP_GRACE` more seconds to send its head. SIGINT/SIGQUIT: return at once, interrupting
+  the application if it is running.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from tricorn.core.events import NEED_DATA, Request
 from tricorn.core.worker import EXIT_BOOT_ERROR, EXIT_OK
 from tricorn.core.writer import error_response
 
-from .base import LINGER_SECONDS, BaseWorker, QuickExit
+from .base import LINGER_SECONDS, STOP_GRACE, BaseWorker, QuickExit
 from .errors import ClientDisconnected
 from .handler import Channel
 from .stream import Stream, linger_close
@@ -69,9 +72,9 @@ def local_address(listener: socket.socket) -> object | None:
     return name
 
 
-class _Abandon(BaseException):
-    """Raised by SIGTERM's handler while waiting for the first byte of a request: give up the
-    idle connection (it has no request in flight)."""
+class _StopWaiting(BaseException):
+    """Raised by SIGTERM's handler while waiting for the first byte of a request: the wait goes on
+    for at most `STOP_GRACE` seconds."""
 
 
 class SyncWorker(BaseWorker):
@@ -90,7 +93,7 @@ class SyncWorker(BaseWorker):
             self._close_listeners()  # refuse new connections now, not after this one
             if self.idle_wait:
                 self.idle_wait = False
-                raise _Abandon()
+                raise _StopWaiting()
 
     def run(self) -> int:
         code = self.boot()
@@ -196,6 +199,9 @@ class SyncWorker(BaseWorker):
                     self.idle_wait = not conn.buffered and conn.request is None
                     try:
                         data = stream.recv(deadline)
+                    except _StopWaiting:
+                        deadline = min(deadline, _monotonic() + STOP_GRACE)
+                        continue
                     except ClientDisconnected as exc:
                         if conn.buffered and exc.errno == errno.ETIMEDOUT:
                             self._send_quietly(sock, error_response(408, handler.server_line))
@@ -216,7 +222,7 @@ class SyncWorker(BaseWorker):
                     deadline = _monotonic() + self.header_timeout
                     continue
                 return  # ConnectionClosed (or PAUSED: cannot happen here)
-        except (ClientDisconnected, _Abandon):
+        except (ClientDisconnected, _StopWaiting):
             return
         finally:
             self.busy = False

@@ -4,7 +4,7 @@
     python benchmarks/arbiter/run.py                      # 3 interleaved rounds, 4 s per measurement
     python benchmarks/arbiter/run.py --rounds 5 --duration 8 --out results.json
 
-Deployments (every one a master with 2 workers on 127.0.0.1, not pinned):
+Deployments (every one a master with 2 workers on 127.0.0.1):
 - ASGI face, benchmarks/asgi/app.py: ``tricorn -w 2 -k asgi``,
   ``gunicorn -w 2 -k uvicorn_worker.UvicornWorker`` (uvloop + httptools) and ``gunicorn -w 2 -k asgi``
   (gunicorn's own ASGI worker; reported as unavailable when the installed gunicorn lacks it);
@@ -20,11 +20,15 @@ alive for more than a second so tricorn's crash-loop back-off does not apply), t
 connections (4 concurrent ``GET /pid`` per probe, so the surviving sync worker cannot hide the new one)
 until a pid never seen before answers; the figure is the time from the kill to that response.
 
-The machine has 2 cores shared with other users: the servers are NOT pinned with taskset (a 2-worker
-deployment on one core would measure nothing useful), and wrk shares the cores with them, so req/s
-are noisy; CPU per request is the steadier figure. Peers run from a separate virtualenv (``--venv``,
-default /tmp/tricorn-bench-venv, with gunicorn, uvicorn[standard] and uvicorn-worker installed if
-missing); tricorn from ``--tricorn-bin`` (default: the bin directory of the Python running this).
+By default nothing is pinned: the deployments and wrk share the machine's cores, so with 2 cores
+wrk competes with the workers and req/s ratios are compressed towards 1; CPU per request is the
+steadier figure. ``--server-cpu 1 --wrk-cpu 0`` pins each deployment's whole process tree (master
+and workers: taskset is inherited across fork) to one core and wrk to the other: every deployment
+then gets the same single core, and req/s measures its capacity per core.
+
+Peers run from a separate virtualenv (``--venv``, default /tmp/tricorn-bench-venv, with gunicorn,
+uvicorn[standard] and uvicorn-worker installed if missing); tricorn from ``--tricorn-bin``
+(default: the bin directory of the Python running this).
 """
 
 from __future__ import annotations
@@ -175,6 +179,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None, help="write raw results as JSON")
     parser.add_argument("--only", nargs="*", default=None, help="workload names to run")
     parser.add_argument("--no-respawn", action="store_true", help="skip the respawn measurement")
+    parser.add_argument("--server-cpu", default=None,
+                        help="pin each deployment (master and workers) to these CPUs (taskset -c)")
+    parser.add_argument("--wrk-cpu", default=None, help="pin wrk to these CPUs")
     args = parser.parse_args()
 
     wrk_bin = common.ensure_wrk()
@@ -194,15 +201,17 @@ def main() -> int:
         shift = round_no % len(servers)
         order = servers[shift:] + servers[:shift]
         for server in order:
-            server.start()
+            server.start(cpu=args.server_cpu)
         try:
             for workload in chosen:
                 for server in order:
                     url = f"http://127.0.0.1:{server.port}{WORKLOADS[workload]}"
-                    common.run_wrk(wrk_bin, url, CONNECTIONS, 1, latency=False)  # warm-up
+                    common.run_wrk(wrk_bin, url, CONNECTIONS, 1, args.wrk_cpu,
+                                   latency=False)  # warm-up
                     pids = server.pids()
                     before = common.cpu_ticks(pids)
-                    result = common.run_wrk(wrk_bin, url, CONNECTIONS, args.duration)
+                    result = common.run_wrk(wrk_bin, url, CONNECTIONS, args.duration, (),
+                                            args.wrk_cpu)
                     ticks = common.cpu_ticks(pids) - before
                     if result["requests"]:
                         result["cpu_us_per_req"] = (ticks / common.CLK_TCK * 1e6
@@ -245,6 +254,7 @@ def main() -> int:
                                           "tricorn-core", "uvloop"]).items()},
                      "wrk": common.wrk_version(wrk_bin)},
         "rounds": args.rounds, "duration": args.duration, "workers": args.workers,
+        "server_cpu": args.server_cpu, "wrk_cpu": args.wrk_cpu,
         "unavailable": unavailable,
         "results": {f"{s}|{w}": c.runs for (s, w), c in cells.items()},
         "respawn_ms": respawn,
@@ -262,8 +272,11 @@ def render(report: dict[str, object], names: list[str], workloads: list[str],
     assert isinstance(machine, dict)
     lines = [f"{report['rounds']} interleaved rounds x {report['duration']} s per measurement, "
              f"wrk -t1 -c{CONNECTIONS}, 127.0.0.1, medians; CPU = user+system of master and workers "
-             f"per request; {machine['cpus']} CPUs, shared, nothing pinned (taskset not used: "
-             f"multi-process deployments on a 2-core machine); load average before "
+             f"per request; {machine['cpus']} CPUs, "
+             + (f"each deployment pinned to CPU {report['server_cpu']} (master and workers), "
+                f"wrk to CPU {report['wrk_cpu']}" if report.get("server_cpu") is not None
+                else "nothing pinned")
+             + "; load average before "
              f"{machine['load_before'][0]:.2f}, after {machine['load_after'][0]:.2f}.", ""]
     rows = []
     for workload in workloads:

@@ -121,7 +121,7 @@ class Master:
     @property
     def port(self) -> int:
         if self._port is None:
-            match = self.wait_log(r"Listening at: http://127\.0\.0\.1:(\d+)")[0]
+            match = self.wait_log(r"Listening at: https?://127\.0\.0\.1:(\d+)")[0]
             self._port = int(match.group(1))
         return self._port
 

@@ -124,3 +124,28 @@ def test_blocked_worker_is_aborted_and_replaced(tricorn, server: str) -> None:
     master.wait_log(r"(?s)Thread 0x.*_app\.py", timeout=5)  # the stack shows the app's frame
     master.wait_ready(2, timeout=10)
     assert master.get("/")[0] == 200
+
+
+def test_two_asgi_workers_serve_tls_through_the_fair_acceptor(tricorn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two asgi workers share the socket, so they accept with tricorn.asgi.accept.Acceptor: TLS
+    (its handshake) and plain requests go through it, and both workers get connections."""
+    import ssl
+    import subprocess
+
+    import httpx
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "2", "-subj", "/CN=localhost"],
+                   check=True, capture_output=True)
+    master = start(tricorn, "asgi", "-w", "2", "--certfile", str(cert), "--keyfile", str(key))
+    master.wait_ready(2)
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    pids = set()
+    for _ in range(40):
+        with httpx.Client(verify=context, timeout=10) as client:
+            response = client.get(f"https://127.0.0.1:{master.port}/pid")
+        assert response.status_code == 200
+        pids.add(response.text)
+    assert pids <= {str(pid) for pid in master.workers()} and len(pids) == 2

@@ -38,6 +38,7 @@ from typing import Any
 
 from tricorn.core.worker import RETIRE_SIGNAL
 
+from .accept import Acceptor
 from .lifespan import Lifespan
 from .protocol import HttpProtocol
 from .state import ServerState
@@ -84,6 +85,7 @@ class Server:
         on_ready: Callable[[], None] | None = None,
         on_quick: Callable[[], object] | None = None,
         handle_signals: bool = True,
+        fair_accept: bool = False,
     ) -> None:
         self.state = state
         self.sockets = list(sockets)
@@ -95,11 +97,15 @@ class Server:
         self.on_ready = on_ready
         self.on_quick = on_quick
         self.handle_signals = handle_signals
+        self.fair_accept = fair_accept
+        """Accept a few connections per wake-up (accept.py): the sockets are shared with sibling
+        workers. Otherwise the loop's native server accepts."""
         self.tick = tick_interval(
             state.timeout_header_read, state.keep_alive, state.timeout_body_read,
             state.timeout_write, state.timeout_linger,
         )
         self.servers: list[asyncio.AbstractServer] = []
+        self.acceptors: list[Acceptor] = []
         self.started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Future[int] | None = None  # result: QUICK, GRACEFUL or RETIRE
@@ -177,6 +183,13 @@ class Server:
                 return EXIT_OK
             tls = self.ssl_context
             for sock in self.sockets:
+                if self.fair_accept:  # siblings share this socket: see accept.py
+                    acceptor = Acceptor(
+                        loop, sock, lambda: HttpProtocol(state, loop), ssl_context=tls,
+                        handshake_timeout=state.timeout_header_read if tls is not None else None)
+                    acceptor.start()
+                    self.acceptors.append(acceptor)
+                    continue
                 server = await loop.create_server(
                     lambda: HttpProtocol(state, loop),
                     sock=sock,
@@ -223,6 +236,8 @@ class Server:
         loop = asyncio.get_running_loop()
         for server in self.servers:
             server.close()
+        for acceptor in self.acceptors:
+            acceptor.close()
         state.shutting_down = True
         keep_idle = mode == RETIRE
         for proto in list(state.connections):

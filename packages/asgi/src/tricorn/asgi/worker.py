@@ -159,9 +159,18 @@ class AsgiWorker:
             heartbeat=heartbeat.notify,
             on_ready=heartbeat.ready,
             on_quick=lambda: context.hooks.call("worker_int", context),
+            fair_accept=shares_sockets(cfg, state.heartbeat is not None),
         )
         server.tick = min(server.tick, tick_interval(context.notify_interval))
         return await server.serve()
+
+
+def shares_sockets(cfg: Settings, under_arbiter: bool) -> bool:
+    """Whether sibling workers accept on the same listening sockets: several workers under an
+    arbiter, without ``--reuse-port`` (where each worker has a socket of its own)."""
+    workers = cfg.data.get("workers", 1)
+    return (under_arbiter and isinstance(workers, int) and workers > 1
+            and not cfg.data.get(core.REUSE_PORT.name, False))
 
 
 class StandaloneHeartbeat(NullHeartbeat):

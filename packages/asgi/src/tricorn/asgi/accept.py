@@ -5,8 +5,9 @@ readable. Under the arbiter every worker waits on the same socket, so the first 
 whole burst: wrk's 64 connections split 56/8 between two workers, and the busy one saturates its
 core while the other idles (and reliability row A17, 1000 connections at once over 4 workers, sees a
 worker starve). `Acceptor` takes at most `batch` connections per readiness event and goes back to
-the loop; epoll is level-triggered, so what is left wakes this worker again on its next pass, and
-any idle sibling at once. The sync and gthread workers accept one connection per wake-up too.
+the loop, yielding the CPU after a full batch so that a sibling woken by the same event gets to
+run; epoll is level-triggered, so what is left wakes this worker again on its next pass, and any
+idle sibling at once. The sync and gthread workers accept one connection per wake-up too.
 
 It costs a few microseconds per *connection* (Python's accept, a task for
 ``connect_accepted_socket``), nothing per request; the standalone server (no siblings) keeps the
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import socket
 import ssl
 from collections.abc import Callable
@@ -83,6 +85,8 @@ class Acceptor:
                     return
                 raise
             self.loop.create_task(self._hand_over(conn))
+        # A full batch: more are probably queued. Let a sibling that woke up too take some.
+        os.sched_yield()
 
     def _resume(self) -> None:
         if not self.closed:

@@ -77,21 +77,24 @@ def test_one_wake_up_takes_at_most_a_batch_and_the_rest_follows(loop_name: str) 
     assert replies == [b"PING %d" % i for i in range(10)]
 
 
-def test_close_stops_accepting() -> None:
+def test_close_stops_accepting_and_releases_the_socket() -> None:
+    """As the native server: after close, this process no longer holds the listening socket, so
+    (being the last holder here) new connections are refused instead of queued."""
     loop = asyncio.new_event_loop()
     listener = _listener()
+    address = listener.getsockname()
     Counting.made = []
     acceptor = Acceptor(loop, listener, Counting)
     acceptor.start()
     acceptor.close()
-    client = socket.create_connection(listener.getsockname())
     try:
+        assert listener.fileno() == -1
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(address, timeout=2).close()
         loop.run_until_complete(asyncio.sleep(0.05))
         assert Counting.made == []
     finally:
-        client.close()
         loop.close()
-        listener.close()
 
 
 def test_the_worker_accepts_fairly_only_beside_siblings() -> None:

@@ -18,8 +18,10 @@ Invariants:
   with its handshake deadline); one that fails there is closed and logged at debug level.
 - Running out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) pauses accepting for
   `RETRY_AFTER` seconds instead of spinning; connections wait in the kernel's backlog.
-- `close` stops accepting at once (the socket itself belongs to the caller); connections already
-  handed over are the protocol's business.
+- `close` stops accepting at once and closes this process's descriptor of the listening socket,
+  as the loop's native server does (the socket lives on in the siblings and the master; once the
+  last descriptor is closed, new connections are refused, not queued); connections already handed
+  over are the protocol's business.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Acceptor:
         if not self.closed:
             self.closed = True
             self.loop.remove_reader(self._fd)
+            self.sock.close()
 
     def _on_readable(self) -> None:
         accept = self.sock.accept

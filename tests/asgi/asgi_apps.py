@@ -50,7 +50,8 @@ async def lifespan(scope: Any, receive: Any, send: Any, *, fail: str = "") -> No
 
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
-    """Routes: / (hello), /echo, /slow?s=, /state, /stream?n=&size=, /pid, /raise."""
+    """Routes: / (hello), /echo, /slow?s=, /slowstream?s=, /state, /stream?n=&size=, /pid,
+    /raise."""
     if scope["type"] == "lifespan":
         await lifespan(scope, receive, send)
         return
@@ -65,6 +66,11 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         await respond(send, 200, json.dumps(scope.get("state", {})).encode())
     elif path == "/pid":
         await respond(send, 200, str(os.getpid()).encode())
+    elif path == "/slowstream":  # the head and a first part at once, the rest after s seconds
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first;", "more_body": True})
+        await asyncio.sleep(float(query.get("s", ["0.5"])[0]))
+        await send({"type": "http.response.body", "body": b"last"})
     elif path == "/raise":
         raise RuntimeError("the application failed")
     elif path == "/stream":

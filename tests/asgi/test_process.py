@@ -119,6 +119,28 @@ def test_sighup_retires_and_serves_idle_keep_alive(process: Any) -> None:
         sock.close()
 
 
+def test_sighup_keeps_a_connection_whose_response_promised_keep_alive(process: Any) -> None:
+    """A response whose head went out (persistent) before SIGHUP: once it ends, the client may send
+    its next request on the same connection at once, and gets an answer (with close)."""
+    p = process("asgi_apps:app", "--timeout-keep-alive", "5")
+    sock = connect(p.address, timeout=5)
+    sock.sendall(b"GET /slowstream?s=0.6 HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while b"first;" not in data:
+        data += sock.recv(65536)
+    assert b"connection: close" not in data.lower()
+    p.signal(signal.SIGHUP)
+    while not data.endswith(b"0\r\n\r\n"):
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers, _ = read_response(sock)
+    assert (status, headers["connection"]) == (200, "close")
+    assert p.wait() == 0
+    sock.close()
+
+
 def test_graceful_timeout_cancels_what_is_left(process: Any) -> None:
     p = process("asgi_apps:app", "--graceful-timeout", "0.5")
     sock = connect(p.address, timeout=10)

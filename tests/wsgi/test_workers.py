@@ -230,6 +230,28 @@ def test_sighup_retires_and_serves_idle_keep_alive(server_factory) -> None:  # t
         s.close()
 
 
+def test_sighup_keeps_a_connection_whose_response_promised_keep_alive(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """A response whose head went out (persistent) before SIGHUP: once it ends, the client may send
+    its next request on the same connection at once, and gets an answer (with close)."""
+    srv = server_factory("--threads", "2", "--keep-alive", "5")
+    with srv.connect() as s:
+        s.settimeout(5)
+        s.sendall(get(path="/slowstream?s=0.6"))
+        data = b""
+        while b"first;" not in data:
+            data += s.recv(65536)
+        assert b"connection: close" not in data.lower()
+        srv.proc.send_signal(signal.SIGHUP)
+        while not data.endswith(b"0\r\n\r\n"):
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+        s.sendall(get())
+        resp = one_response(recv_until_closed(s))
+        assert resp.status == 200 and resp.header("connection") == "close"
+    assert srv.proc.wait(5) == 0
+
+
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_graceful_timeout_exceeded(server_factory, threads: str) -> None:  # type: ignore[no-untyped-def]
     """A14: a request longer than graceful_timeout: the process exits at about that time."""

@@ -162,6 +162,16 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write(b"written;")
         return [b"returned"]
+    if path == "/slowstream":  # the head and a first part at once, the rest after s seconds
+        delay = float(q.get("s", "0.5"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def parts() -> Iterator[bytes]:
+            yield b"first;"
+            time.sleep(delay)
+            yield b"last"
+
+        return parts()
     if path == "/slow":
         time.sleep(float(q.get("s", "1")))
         start_response("200 OK", [("Content-Type", "text/plain")])

@@ -33,7 +33,8 @@ Upgrade hand-off (for WebSockets and any other protocol switch)
   needs from this protocol (`transport`, `conn` for a denial response or the 101, `client`,
   `server`, `scheme`, `extensions`, `conn.trailing_data()` after the 101), calls `detach()`, and
   installs its own protocol with ``transport.set_protocol``. Declining (False), or no handler
-  (``--ws none``), serves the request as plain HTTP.
+  (``--ws none``), serves the request as plain HTTP. A handler that keeps the connection registers
+  its protocol in `ServerState.upgraded` (`shutdown()`, `abort()`), so graceful stops reach it.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class HttpProtocol(asyncio.Protocol):
     __slots__ = (
         "state", "loop", "transport", "conn", "cycle", "client", "server", "scheme",
         "extensions", "trusted", "deadline", "timer", "idle_since", "read_paused",
-        "write_paused", "drain_waiter", "closed", "lingering", "eof", "fresh",
+        "write_paused", "drain_waiter", "closed", "lingering", "eof", "fresh", "retiring",
     )
 
     def __init__(self, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
@@ -117,6 +118,7 @@ class HttpProtocol(asyncio.Protocol):
         self.lingering = False
         self.eof = False  # the client sent its end of input
         self.fresh = True  # no request head received yet on this connection
+        self.retiring = False  # shut down by a retiring server: stays usable while idle
 
     # ------------------------------------------------------------------------------ connection
 
@@ -351,7 +353,9 @@ class HttpProtocol(asyncio.Protocol):
         if self.closed:
             return
         conn = self.conn
-        if conn.keep_alive and not state.shutting_down:
+        # A response that promised persistence (its head went out before a retirement began)
+        # keeps its connection: its client may send on it at once (see `shutdown`).
+        if conn.keep_alive and (not state.shutting_down or self.retiring):
             conn.start_next_cycle()
             if conn.buffered or self.eof:  # the next request, or the end of input
                 self.loop.call_soon(self._next_pipelined)
@@ -478,6 +482,7 @@ class HttpProtocol(asyncio.Protocol):
         not had its first response yet, or holds part of a request, is owed one: it gets at most
         `keep_alive` seconds to send it."""
         self.conn.closing = True
+        self.retiring = keep_idle
         if self.cycle is not None or self.closed or (keep_idle and self.timer == T_KEEPALIVE):
             return
         if self.fresh or self.conn.buffered:

@@ -361,7 +361,9 @@ class ThreadWorker(BaseWorker):
             if type(ev) is Request:
                 c.fresh = False
                 keep = handler.handle(ch, ev)
-                if not keep or not conn.keep_alive or self.stopping:
+                # Retiring, a response that promised persistence (its head went out before the
+                # stop) keeps its connection: the client may send on it at once.
+                if not keep or not conn.keep_alive or (self.stopping and not self.retiring):
                     if conn.their_done and not conn.buffered:
                         self._close(c)
                     else:

@@ -396,8 +396,11 @@ def test_a17_thousand_concurrent_connections_spread_over_four_workers(
     share = count / workers
     assert len(histogram) == workers
     assert min(histogram.values()) >= 0.5 * share, histogram  # nobody starves
-    if not reuse_port:
+    if not reuse_port and server == "test":  # one accept per wake-up: within +-50% both ways
         assert max(histogram.values()) <= 1.5 * share, histogram
+    elif not reuse_port:  # asgi: 4 per wake-up, then sched_yield; one worker may get more than
+        # 1.5 shares when the scheduler runs it alone (seen once, 441 of 1000, on a loaded machine)
+        assert max(histogram.values()) <= 2 * share, histogram
     else:  # its own hashed share, plus at most the master socket's whole share
         assert max(histogram.values()) <= 1.5 * share + count / (workers + 1), histogram
 

@@ -316,6 +316,7 @@ def read_frames(sock: socket.socket, count: int) -> list:
     p = FrameParser(server=False)
     buf = bytearray(data)
     frames = p.parse(buf)
+    del buf[:p.consumed]
     while len(frames) < count:
         chunk = sock.recv(65536)
         assert chunk
@@ -440,3 +441,46 @@ def test_w6_slow_reader_pauses_sends(server: Any) -> None:
         while len(sent) <= blocked_at and time.monotonic() < deadline:
             sock.recv(1 << 20)  # reading resumes the sender
         assert len(sent) > blocked_at
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    import subprocess
+    folder = tmp_path_factory.mktemp("wss")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )
+    return str(cert), str(key)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_wss_echo(server: Any, certificate: tuple[str, str], loop: str) -> None:
+    """TLS transports read into the frame parser's buffer too (a buffered protocol)."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    import ssl
+
+    from tricorn.core.sockets import ssl_context
+
+    cert, key = certificate
+    srv = server(echo, loop=loop, ssl_context=ssl_context(cert, key), certfile=cert, keyfile=key)
+    client_tls = ssl.create_default_context()
+    client_tls.check_hostname = False
+    client_tls.verify_mode = ssl.CERT_NONE
+
+    async def go() -> None:
+        url = ws_url(srv, "/scope")
+        async with connect(url, ssl=client_tls, compression=None, max_size=None) as ws:
+            assert "'scheme': 'wss'" in await ws.recv()
+        async with connect(ws_url(srv), ssl=client_tls, compression=None, max_size=None) as ws:
+            for size in (0, 5, 200, 70_000, 1_500_000):
+                data = os.urandom(size)
+                await ws.send(data)
+                assert await ws.recv() == data
+            await ws.send(["frag", "ment"])
+            assert await ws.recv() == "fragment"
+    run(go())

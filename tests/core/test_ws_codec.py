@@ -202,3 +202,138 @@ def test_error_is_sticky() -> None:
         p.parse(buf)
     with pytest.raises(FrameError):
         p.parse(bytearray())
+
+
+# ------------------------------------------------------- feed(): marshal output, input untouched
+
+
+def as_frames(items: list) -> list:
+    """feed() items in parse()'s shape (a message in one frame comes as its str or bytes)."""
+    out = []
+    for item in items:
+        if type(item) is str:
+            out.append((1, 1, 0, item.encode(), 0))
+        elif type(item) is bytes:
+            out.append((2, 1, 0, item, 0))
+        else:
+            out.append(item)
+    return out
+
+
+def feed_split(data: bytes, sizes: list[int], max_size: int = 0, **kw: bool) -> tuple[list, int]:
+    p = FrameParser(max_size, **kw)
+    out: list = []
+    pos = 0
+    for size in [*sizes, len(data)]:
+        piece = data[pos:pos + size]
+        pos += len(piece)
+        out += p.feed(piece)
+        if pos >= len(data):
+            break
+    return out, p.error
+
+
+MIXED = b"".join([
+    client(1, "héllo wörld €𝄞".encode()), client(2, b""), client(1, b""),
+    client(1, b"frag", fin=False), client(9, b"ping"), client(0, b"ment"),
+    client(2, bytes(range(256)) * 300),  # 76800 bytes: 64-bit length
+    client(2, b"\xff" * 126), client(1, b"c", rsv1=True), client(10, b""),
+    client(8, struct.pack("!H", 1000) + b"bye"),
+])
+
+
+def test_feed_matches_parse_and_keeps_its_input() -> None:
+    data = bytes(MIXED)
+    expected = parse_all(MIXED, rsv1=True)
+    items, error = feed_split(data, [], rsv1=True)
+    assert data == MIXED and error == 0
+    assert as_frames(items) == expected
+    assert [type(i) for i in items[:3]] == [str, bytes, str]  # whole messages come ready-made
+    assert isinstance(items[3], tuple) and items[3][3] == b"frag"  # fragments do not
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=20000), max_size=40))
+def test_feed_random_splits(sizes: list[int]) -> None:
+    items, error = feed_split(MIXED, sizes, rsv1=True)
+    assert error == 0 and as_frames(items) == parse_all(MIXED, rsv1=True)
+
+
+def test_feed_every_small_split() -> None:
+    data = b"".join([client(1, "é€".encode() * 5), client(9, b"p"), client(2, b"x" * 130),
+                     client(8, b"")])
+    expected = parse_all(data)
+    for i in range(len(data) + 1):
+        assert as_frames(feed_split(data, [i])[0]) == expected
+    assert as_frames(feed_split(data, [1] * len(data))[0]) == expected
+
+
+def test_feed_errors_after_the_frames_before_them() -> None:
+    assert feed_split(client(2, b"ok") + bytes([0x83, 0x80]) + b"\0" * 4, []) == ([b"ok"], 1002)
+    assert feed_split(client(1, b"ok") + client(1, b"\xc3\x28"), []) == (["ok"], 1007)
+    assert feed_split(client(2, b"a" * 100) + client(2, b"b" * 101), [], max_size=100) == (
+        [b"a" * 100], 1009)
+    bad_close = client(8, struct.pack("!H", 1000) + b"\xff")
+    assert feed_split(bad_close, [3]) == ([], 1007)
+    p = FrameParser()
+    assert p.feed(client(2, b"x") + bytes([0x83, 0x80])) == [b"x"] and p.error == 1002
+    assert p.feed(client(2, b"y")) == [] and p.error == 1002  # sticky
+
+
+def test_feed_larger_than_the_scratch_buffer() -> None:
+    big = bytes(range(256)) * 5000  # 1.28 MB: more than the kept 1 MiB scratch
+    data = client(2, big) + client(1, b"after")
+    for sizes in ([], [1000, 500000]):
+        items, error = feed_split(data, sizes)
+        assert error == 0 and items == [big, "after"]
+
+
+def read_through_buffers(data: bytes, sizes: list[int], **kw: bool) -> tuple[list, int]:
+    """As a buffered transport would: get_buffer(), write at most a read's size into it,
+    buffer_updated(n)."""
+    p = FrameParser(1 << 24, **kw)
+    out: list = []
+    pos = 0
+    for size in [*sizes, len(data)] * (len(data) + 1):
+        if pos >= len(data):
+            break
+        buf = p.get_buffer()
+        n = min(size, len(buf), len(data) - pos)
+        assert n > 0
+        buf[:n] = data[pos:pos + n]
+        del buf
+        pos += n
+        out += p.buffer_updated(n)
+    assert p.buffered == 0
+    return out, p.error
+
+
+def test_buffered_reads_in_a_fresh_thread() -> None:
+    """The first get_buffer() of a thread makes its read buffer (and the parse scratch)."""
+    import threading
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(read_through_buffers(MIXED, [], rsv1=True)))
+    thread.start()
+    thread.join(30)
+    assert result and as_frames(result[0][0]) == parse_all(MIXED, rsv1=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=100000), max_size=40))
+def test_buffered_reads_random_sizes(sizes: list[int]) -> None:
+    items, error = read_through_buffers(MIXED, sizes, rsv1=True)
+    assert error == 0 and as_frames(items) == parse_all(MIXED, rsv1=True)
+
+
+def test_buffered_read_offers_room_for_the_whole_frame() -> None:
+    p = FrameParser(1 << 24)
+    frame = client(2, b"z" * 300_000)
+    buf = p.get_buffer()
+    buf[:100] = frame[:100]
+    del buf
+    assert p.buffer_updated(100) == [] and p.buffered == 100
+    buf = p.get_buffer()  # the parser's own buffer now: the rest of the frame fits at once
+    assert len(buf) >= len(frame) - 100
+    buf[:len(frame) - 100] = frame[100:]
+    del buf
+    assert p.buffer_updated(len(frame) - 100) == [b"z" * 300_000] and p.buffered == 0

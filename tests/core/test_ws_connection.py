@@ -104,3 +104,19 @@ def test_inflate_bomb_and_bad_utf8() -> None:
     assert ws.receive_data(c(1, deflate_client(b"\xff\xfe"), rsv1=True)) == [("error", 1007)]
     ws = WebSocketConnection(deflate=PerMessageDeflate())
     assert ws.receive_data(c(2, b"\xff\xff\xff garbage", rsv1=True)) == [("error", 1007)]
+
+
+@pytest.mark.parametrize("max_size", [16 * 1024 * 1024, 2**40])  # marshal path / in-place path
+def test_both_parser_paths_give_the_same_events(max_size: int) -> None:
+    ws = WebSocketConnection(max_size)
+    data = c(1, "é".encode() * 70) + c(2, b"a", fin=False) + c(9, b"p") + c(0, b"b") \
+        + c(2, b"\x00" * 70000) + c(1, b"")
+    events = []
+    for i in range(0, len(data), 1000):
+        events += ws.receive_data(data[i:i + 1000])
+    assert events == [("text", "é" * 70), ("ping", b"p"), ("bytes", b"ab"),
+                      ("bytes", b"\x00" * 70000), ("text", "")]
+    assert server_frames(ws.data_to_send()) == [(10, 1, 0, b"p", 0)]
+    assert ws.send_message("x" * 200) == ws_frame(1, b"x" * 200)
+    assert ws.send_message(b"y" * 70000) == ws_frame(2, b"y" * 70000)
+    assert ws.send_message(b"") == ws_frame(2, b"")

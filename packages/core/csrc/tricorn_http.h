@@ -208,6 +208,11 @@ typedef struct tc_ws {
     uint32_t error;           /* a close code (1002, 1007, 1009) once an error was found; sticky */
     uint32_t nframes;         /* frames written to frames */
     size_t consumed;          /* input bytes taken by the frames written */
+    size_t out_len;           /* tc_ws_parse_marshal: bytes of marshal data written to out */
+    uint64_t need;            /* tc_ws_parse_marshal: out_cap the next complete frame needs, when it
+                                 did not fit (it is then left for the next call); else 0 */
+    uint64_t pending;         /* size (header + payload) of the incomplete frame the input ends
+                                 with, once its header is complete; else 0 */
 } tc_ws;
 
 void tc_ws_reset(tc_ws *ws);
@@ -221,6 +226,20 @@ void tc_ws_reset(tc_ws *ws);
  * first, and the next call returns -1 with ws->error set to the close code to send. */
 int tc_ws_parse(tc_ws *ws, char *buf, size_t len, size_t start, tc_ws_frame *frames,
                 uint32_t max_frames);
+
+/* Like tc_ws_parse (the same rules, state and errors), but buf is left untouched: each complete
+ * frame's payload is unmasked while it is copied into out, as Python marshal data (version 4) of
+ * one list (ws->out_len bytes) with an item per frame:
+ *   - a message in one frame (text or binary, FIN, not compressed): its str (text, validated UTF-8)
+ *     or bytes;
+ *   - any other frame: the tuple (opcode, fin, rsv1, payload bytes, close_code) as tc_ws_parse
+ *     describes it.
+ * A complete frame that does not fit in what is left of out_cap stops the call (ws->need: the
+ * out_cap it needs alone); call again with start advanced by ws->consumed (and a larger out when
+ * nothing fitted). Payloads must be under 2^31 - 64 bytes (a larger frame is error 1009).
+ * Returns the number of items, or -1 (ws->error) when an error comes before any frame. */
+int tc_ws_parse_marshal(tc_ws *ws, const char *buf, size_t len, size_t start, char *out,
+                        size_t out_cap);
 
 /* Write a server frame header (unmasked; mask_key != 0: masked with it, as a client would) for a
  * payload of `length` bytes into out (14 bytes at least). Returns the header length. */

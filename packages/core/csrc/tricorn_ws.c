@@ -10,6 +10,9 @@
  *   (opcode, flags, offset, length) in the caller's array: no callbacks, no allocation, no copies
  *   beyond the in-place XOR. An incomplete frame is left untouched, so any split of the input gives
  *   the same frames and errors; each call re-reads at most one header of an incomplete frame.
+ *   tc_ws_parse_marshal runs the same loop (ws_parse) over a read-only buffer: each payload is
+ *   unmasked while it is copied (one pass) into Python marshal data -- a str or bytes per message
+ *   in one frame, a tuple per other frame -- that one marshal.loads turns into objects.
  */
 
 #include <stdint.h>
@@ -157,8 +160,66 @@ static int close_code_valid(unsigned code)
     return code >= 3000 && code <= 4999;
 }
 
-int tc_ws_parse(tc_ws *ws, char *buf, size_t len, size_t start, tc_ws_frame *frames,
-                uint32_t max_frames)
+/* XOR-copy src[0:len] into dst with the mask key (phase 0): tc_ws_parse_marshal's single pass. */
+static void mask_copy(unsigned char *restrict dst, const unsigned char *restrict src, size_t len,
+                      uint32_t mask_key)
+{
+    unsigned char key[4];
+    size_t i = 0;
+    key[0] = (unsigned char)(mask_key >> 24);
+    key[1] = (unsigned char)(mask_key >> 16);
+    key[2] = (unsigned char)(mask_key >> 8);
+    key[3] = (unsigned char)mask_key;
+    if (len >= 8) {
+        unsigned char k8[8];
+        uint64_t kw;
+        int j;
+        for (j = 0; j < 8; j++)
+            k8[j] = key[j & 3];
+        memcpy(&kw, k8, 8);
+        /* 32 bytes a step (the buffers do not overlap: the compiler may use vector registers) */
+        for (; i + 32 <= len; i += 32) {
+            uint64_t w[4];
+            memcpy(w, src + i, 32);
+            w[0] ^= kw;
+            w[1] ^= kw;
+            w[2] ^= kw;
+            w[3] ^= kw;
+            memcpy(dst + i, w, 32);
+        }
+        for (; i + 8 <= len; i += 8) {
+            uint64_t w;
+            memcpy(&w, src + i, 8);
+            w ^= kw;
+            memcpy(dst + i, &w, 8);
+        }
+    }
+    for (; i < len; i++)
+        dst[i] = src[i] ^ key[i & 3];
+}
+
+static void put_le32(unsigned char *o, uint32_t v)
+{
+    o[0] = (unsigned char)v;
+    o[1] = (unsigned char)(v >> 8);
+    o[2] = (unsigned char)(v >> 16);
+    o[3] = (unsigned char)(v >> 24);
+}
+
+/* marshal output of tc_ws_parse_marshal: '[' count, then the items */
+typedef struct {
+    unsigned char *out;
+    size_t cap;
+    size_t at;
+} mout;
+
+#define MARSHAL_MAX_PAYLOAD (0x7FFFFFFFu - 64u)
+#define TUPLE_OVERHEAD 27 /* ')' 5, 'i' op, 'i' fin, 'i' rsv1, 's' len ... , 'i' close code */
+
+/* The frame loop of tc_ws_parse (m == NULL: unmask in place, record frames) and
+ * tc_ws_parse_marshal (m != NULL: unmask into m as marshal items; buf is not written). */
+static int ws_parse(tc_ws *ws, char *buf, size_t len, size_t start, tc_ws_frame *frames,
+                    uint32_t max_frames, mout *m)
 {
     const unsigned char *p = (const unsigned char *)buf;
     size_t pos = start;
@@ -166,6 +227,8 @@ int tc_ws_parse(tc_ws *ws, char *buf, size_t len, size_t start, tc_ws_frame *fra
 
     ws->nframes = 0;
     ws->consumed = 0;
+    ws->need = 0;
+    ws->pending = 0;
     if (ws->error)
         return -1;
     while (n < max_frames) {
@@ -225,59 +288,115 @@ int tc_ws_parse(tc_ws *ws, char *buf, size_t len, size_t start, tc_ws_frame *fra
                 break;
             }
         }
-        if (avail - hlen < plen)
-            break; /* the payload is incomplete: wait (its size is within the limit) */
+        if (m && plen > MARSHAL_MAX_PAYLOAD) {
+            ws->error = 1009;
+            break;
+        }
+        if (avail - hlen < plen) {
+            ws->pending = hlen + plen; /* the payload is incomplete: wait (within the limit) */
+            break;
+        }
         if (masked)
             key = ((uint32_t)p[pos + hlen - 4] << 24) | ((uint32_t)p[pos + hlen - 3] << 16)
                   | ((uint32_t)p[pos + hlen - 2] << 8) | p[pos + hlen - 1];
         {
             size_t off = pos + hlen;
-            tc_ws_frame *f = &frames[n];
-            if (masked && plen)
+            const unsigned char *payload = p + off; /* unmasked payload, once unmasked */
+            unsigned close_code = 0;
+            /* a message in one frame: one str/bytes item (marshal output) */
+            int simple = (opcode == 1 || opcode == 2) && fin && !rsv1;
+            unsigned char *item = NULL;
+            if (m) {
+                size_t need = (simple ? 5 : TUPLE_OVERHEAD) + (size_t)plen;
+                unsigned char *dst;
+                if (m->at + need > m->cap) {
+                    ws->need = 5 + need; /* the list header + this item */
+                    break;
+                }
+                item = m->out + m->at;
+                dst = item + (simple ? 5 : 22);
+                if (masked && plen)
+                    mask_copy(dst, p + off, (size_t)plen, key);
+                else if (plen)
+                    memcpy(dst, p + off, (size_t)plen);
+                payload = dst;
+            } else if (masked && plen) {
                 tc_ws_mask(buf + off, (size_t)plen, key, 0);
-            f->opcode = opcode;
-            f->fin = fin;
-            f->rsv1 = rsv1;
-            f->close_code = 0;
-            f->offset = off;
-            f->length = plen;
+            }
             if (opcode >= 8) {
                 if (opcode == 8) {
                     if (plen == 1)
                         goto protocol_error;
                     if (plen == 0) {
-                        f->close_code = 1005;
+                        close_code = 1005;
                     } else {
-                        unsigned code = ((unsigned)p[off] << 8) | p[off + 1];
+                        unsigned code = ((unsigned)payload[0] << 8) | payload[1];
                         if (!close_code_valid(code))
                             goto protocol_error;
-                        if (utf8_step(0, p + off + 2, (size_t)plen - 2) != 0) {
+                        if (utf8_step(0, payload + 2, (size_t)plen - 2) != 0) {
                             ws->error = 1007;
                             break;
                         }
-                        f->close_code = code;
+                        close_code = code;
                     }
                 }
             } else {
+                uint32_t message = ws->message, compressed = ws->compressed, utf8 = ws->utf8;
+                uint64_t message_len = ws->message_len;
                 if (opcode != 0) {
-                    ws->message = opcode;
-                    ws->compressed = rsv1;
-                    ws->utf8 = 0;
-                    ws->message_len = 0;
+                    message = opcode;
+                    compressed = rsv1;
+                    utf8 = 0;
+                    message_len = 0;
                 }
-                ws->message_len += plen;
-                if (ws->message == 1 && !ws->compressed) {
-                    ws->utf8 = utf8_step(ws->utf8, p + off, (size_t)plen);
-                    if (ws->utf8 == UTF8_BAD || (fin && ws->utf8 != 0)) {
+                message_len += plen;
+                if (message == 1 && !compressed) {
+                    utf8 = utf8_step(utf8, payload, (size_t)plen);
+                    if (utf8 == UTF8_BAD || (fin && utf8 != 0)) {
                         ws->error = 1007;
                         break;
                     }
                 }
                 if (fin) {
-                    ws->message = 0;
-                    ws->compressed = 0;
-                    ws->message_len = 0;
+                    message = 0;
+                    compressed = 0;
+                    message_len = 0;
                 }
+                ws->message = message;
+                ws->compressed = compressed;
+                ws->utf8 = utf8;
+                ws->message_len = message_len;
+            }
+            if (m) {
+                if (simple) {
+                    item[0] = opcode == 1 ? 'u' : 's';
+                    put_le32(item + 1, (uint32_t)plen);
+                    m->at += 5 + (size_t)plen;
+                } else {
+                    unsigned char *o = item;
+                    o[0] = ')';
+                    o[1] = 5;
+                    o[2] = 'i';
+                    put_le32(o + 3, opcode);
+                    o[7] = 'i';
+                    put_le32(o + 8, fin);
+                    o[12] = 'i';
+                    put_le32(o + 13, rsv1);
+                    o[17] = 's';
+                    put_le32(o + 18, (uint32_t)plen);
+                    o += 22 + (size_t)plen;
+                    o[0] = 'i';
+                    put_le32(o + 1, close_code);
+                    m->at += TUPLE_OVERHEAD + (size_t)plen;
+                }
+            } else {
+                tc_ws_frame *f = &frames[n];
+                f->opcode = opcode;
+                f->fin = fin;
+                f->rsv1 = rsv1;
+                f->close_code = close_code;
+                f->offset = off;
+                f->length = plen;
             }
             pos = off + (size_t)plen;
             n++;
@@ -294,4 +413,33 @@ protocol_error:
     ws->nframes = n;
     ws->consumed = pos - start;
     return n ? (int)n : -1;
+}
+
+int tc_ws_parse(tc_ws *ws, char *buf, size_t len, size_t start, tc_ws_frame *frames,
+                uint32_t max_frames)
+{
+    return ws_parse(ws, buf, len, start, frames, max_frames, NULL);
+}
+
+int tc_ws_parse_marshal(tc_ws *ws, const char *buf, size_t len, size_t start, char *out,
+                        size_t out_cap)
+{
+    mout m;
+    int n;
+    ws->out_len = 0;
+    if (out_cap < 5) {
+        ws->nframes = 0;
+        ws->consumed = 0;
+        ws->need = 5;
+        return ws->error ? -1 : 0;
+    }
+    m.out = (unsigned char *)out;
+    m.cap = out_cap;
+    m.at = 5;
+    /* buf is only read when m is given */
+    n = ws_parse(ws, (char *)(uintptr_t)buf, len, start, NULL, 0xFFFFFFFFu, &m);
+    m.out[0] = '[';
+    put_le32(m.out + 1, n > 0 ? (uint32_t)n : 0);
+    ws->out_len = m.at;
+    return n;
 }

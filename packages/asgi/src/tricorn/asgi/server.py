@@ -12,6 +12,9 @@ Stops (design §3):
   reached): a graceful stop that does not close idle keep-alive connections at once, since their
   clients may be sending on them right now: each is served its next request (with
   ``connection: close``) or closes at its keep-alive deadline, whichever comes first;
+- in both graceful kinds, every open WebSocket (`ServerState.upgraded`) is sent a close frame with
+  code 1001 (going away) and its application a ``websocket.disconnect`` with 1001; the connection
+  closes after the client's close frame or a timeout, within the same wait;
 - quick (SIGINT, SIGQUIT, also during a graceful stop): the same without the wait. A repeated
   SIGTERM changes nothing (a process group signal and the arbiter's may both arrive).
 
@@ -242,9 +245,13 @@ class Server:
         keep_idle = mode == RETIRE
         for proto in list(state.connections):
             proto.shutdown(keep_idle)
-        if mode != QUICK and self.graceful_timeout > 0 and (state.tasks or state.connections):
+        if mode != QUICK:
+            for upgraded in list(state.upgraded):  # WebSockets: close 1001, retiring or not
+                upgraded.shutdown()
+        if mode != QUICK and self.graceful_timeout > 0 and not state.drained():
             log.info("Waiting for %d request(s) and %d connection(s) to finish (up to %ss)",
-                     len(state.tasks), len(state.connections), self.graceful_timeout)
+                     len(state.tasks), len(state.connections) + len(state.upgraded),
+                     self.graceful_timeout)
             drained = self._drained = loop.create_future()
             def on_drained() -> None:
                 if not drained.done():
@@ -268,9 +275,14 @@ class Server:
 
     async def _cancel_remaining(self) -> None:
         state = self.state
-        tasks = [c.task for c in list(state.tasks) if c.task is not None and not c.task.done()]
+        tasks: list[asyncio.Task[Any]] = [
+            c.task for c in list(state.tasks) if c.task is not None and not c.task.done()]
         for task in tasks:
             task.cancel()
+        for upgraded in list(state.upgraded):  # cancels its application, drops the connection
+            app_task = upgraded.abort()
+            if app_task is not None:
+                tasks.append(app_task)
         if tasks:
             await asyncio.wait(tasks, timeout=CANCEL_WAIT)
         for proto in list(state.connections):

@@ -7,7 +7,9 @@ Invariants:
   from the event loop thread, never from another thread.
 - `connections` holds every open HTTP protocol (idle keep-alive ones too) and `tasks` every request
   cycle whose application call has not returned; both are what `--limit-concurrency` counts and what
-  a graceful shutdown drains.
+  a graceful shutdown drains. `upgraded` holds the connections an upgrade handler took over (a
+  WebSocket) until both their transport and their application are done: a graceful shutdown asks
+  each to `shutdown()` and drains them too; what is left at the end is `abort()`ed.
 - `total_requests` counts completed responses; reaching `max_requests` (when non-zero) calls
   `on_max_requests` exactly once.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tricorn.core.limits import ParserLimits
 from tricorn.core.logs import AccessLog
@@ -26,6 +28,8 @@ from tricorn.core.proxy import TrustedPeers
 from .types import ASGIApp
 
 if TYPE_CHECKING:
+    import asyncio
+
     from tricorn.core.worker import Heartbeat
 
     from .cycle import Cycle
@@ -38,6 +42,17 @@ to decline (the request is then served as plain HTTP)."""
 SERVER_LINE = b"server: tricorn\r\n"
 
 
+class Upgraded(Protocol):
+    """A connection taken over by an upgrade handler, as the server's shutdown sees it."""
+
+    def shutdown(self) -> None:
+        """Graceful stop: end the connection politely (a WebSocket sends close 1001)."""
+
+    def abort(self) -> asyncio.Task[Any] | None:
+        """The graceful wait is over (or a quick stop): drop the connection and cancel the
+        application; returns its task to wait for (None when it is done)."""
+
+
 class ServerState:
     """Configuration and live state shared by the connections of one server (see module doc)."""
 
@@ -47,7 +62,7 @@ class ServerState:
         "timeout_write", "timeout_linger", "read_buffer_size", "write_buffer_size",
         "limit_concurrency", "max_requests", "access_log", "proxy_headers", "trusted",
         "upgrades", "tls_server_cert", "pid", "app_state",
-        "connections", "tasks", "total_requests", "shutting_down", "on_max_requests",
+        "connections", "tasks", "upgraded", "total_requests", "shutting_down", "on_max_requests",
         "on_drained", "task_factory_free", "targets", "heartbeat",
     )
 
@@ -103,6 +118,7 @@ class ServerState:
         """The lifespan `state` namespace; each request scope gets a shallow copy."""
         self.connections: set[HttpProtocol] = set()
         self.tasks: set[Cycle] = set()
+        self.upgraded: set[Upgraded] = set()
         self.total_requests = 0
         self.shutting_down = False
         self.on_max_requests: Callable[[], None] | None = None
@@ -120,14 +136,24 @@ class ServerState:
     def task_done(self, cycle: Cycle) -> None:
         """A request's application call has returned."""
         self.tasks.discard(cycle)
-        if self.on_drained is not None and not self.tasks and not self.connections:
+        if self.on_drained is not None and self.drained():
             self.on_drained()
 
     def connection_closed(self, proto: HttpProtocol) -> None:
         """A connection is gone (or was handed to another protocol)."""
         self.connections.discard(proto)
-        if self.on_drained is not None and not self.tasks and not self.connections:
+        if self.on_drained is not None and self.drained():
             self.on_drained()
+
+    def upgraded_closed(self, proto: Upgraded) -> None:
+        """An upgraded connection is gone and its application has returned."""
+        self.upgraded.discard(proto)
+        if self.on_drained is not None and self.drained():
+            self.on_drained()
+
+    def drained(self) -> bool:
+        """No request runs and no connection (HTTP or upgraded) is open."""
+        return not self.tasks and not self.connections and not self.upgraded
 
     def max_requests_reached(self) -> None:
         """The protocol counts completed responses in `total_requests` and calls this when the
@@ -136,4 +162,4 @@ class ServerState:
             self.on_max_requests()
 
 
-__all__ = ["SERVER_LINE", "ServerState", "UpgradeHandler"]
+__all__ = ["SERVER_LINE", "ServerState", "UpgradeHandler", "Upgraded"]

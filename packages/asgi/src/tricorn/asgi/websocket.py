@@ -17,7 +17,10 @@ Theory of operation
   An application that returns without accepting gets a 403, one that raises a 500.
 - Receiving: complete messages are queued for ``receive()``; with ``--ws-max-queue`` messages
   waiting, reading pauses until the application catches up (a flooding client is throttled by TCP).
-  Sending: ``send()`` writes, and waits while the transport is paused (a slow reader).
+  Sending: ``send()`` writes, and waits while the transport is paused (a slow reader). Messages
+  sent while more received ones wait in the queue (an application working through a batch) are
+  gathered and written together (one writev) when the queue runs empty, when 16 KiB gathered, before
+  any control frame, or at the latest after the current loop iteration.
 - Closing: the client's close frame is echoed, the TCP connection closed, and ``receive()`` returns
   ``websocket.disconnect`` with the client's code (1005 when none, 1006 for a connection lost without
   a close frame). The application's ``websocket.close`` sends a close frame and waits up to
@@ -26,6 +29,17 @@ Theory of operation
   exception).
 - Keepalive: a ping every ``--ws-ping-interval`` seconds; no pong within ``--ws-ping-timeout``
   closes the connection (1006 for the application).
+- Write timeout: a transport that stays paused (the client does not read what is sent) for
+  ``--timeout-write`` seconds is aborted: the application sees ``websocket.disconnect`` with 1006
+  and a ``send()`` waiting for the transport raises `ClientDisconnected`. So a stalled client holds
+  at most the transport's high-water mark of unsent data, and not for ever.
+- Graceful shutdown (server.py): the connection is registered in `ServerState.upgraded` from the
+  handshake until both the TCP connection and the application are done. `shutdown()` sends a close
+  frame with 1001 (going away), gives the application ``websocket.disconnect`` with 1001 and
+  closes TCP after the client's close frame or ``--ws-ping-timeout`` (5 s when 0); one not accepted
+  yet gets the same right after its accept. A handshake that arrives while the server stops is
+  refused with 503. `abort()` (the graceful timeout passed, or a quick stop) cancels the
+  application and drops the connection.
 - ``send()`` after the connection is closed raises `ClientDisconnected` (an OSError).
 """
 
@@ -49,6 +63,7 @@ from tricorn.core.websocket import (
 from . import settings as asgi_settings
 from .cycle import target_parts
 from .errors import ASGIProtocolError, ClientDisconnected
+from .state import ServerState
 
 log = logging.getLogger("tricorn.error")
 
@@ -62,17 +77,27 @@ H_RESPONSE = 2  # sending a denial response
 H_DONE = 3  # closed (or the handshake was refused)
 
 
+WRITEV_SIZE = 16384
+"""Payloads larger than this are written after their header with `writelines` (uvloop: one
+writev, no copy) rather than concatenated to it."""
+GOING_AWAY = 1001
+CLOSE_TIMEOUT = 5.0
+"""How long to wait for the client's close frame when ``--ws-ping-timeout`` is 0."""
+
+
 class WsConfig:
-    __slots__ = ("max_size", "max_queue", "ping_interval", "ping_timeout", "deflate")
+    __slots__ = ("max_size", "max_queue", "ping_interval", "ping_timeout", "deflate",
+                 "write_timeout")
 
     def __init__(self, max_size: int = 16 * 1024 * 1024, max_queue: int = 32,
                  ping_interval: float | None = 20.0, ping_timeout: float | None = 20.0,
-                 deflate: bool = True) -> None:
+                 deflate: bool = True, write_timeout: float | None = 60.0) -> None:
         self.max_size = max_size
         self.max_queue = max_queue
         self.ping_interval = ping_interval or None
         self.ping_timeout = ping_timeout or None
         self.deflate = deflate
+        self.write_timeout = write_timeout or None
 
 
 def config_from(cfg: Settings) -> WsConfig:
@@ -83,6 +108,7 @@ def config_from(cfg: Settings) -> WsConfig:
         ping_interval=get(cfg, asgi_settings.WS_PING_INTERVAL),
         ping_timeout=get(cfg, asgi_settings.WS_PING_TIMEOUT),
         deflate=get(cfg, asgi_settings.WS_PER_MESSAGE_DEFLATE),
+        write_timeout=get(cfg, asgi_settings.TIMEOUT_WRITE),
     )
 
 
@@ -122,11 +148,14 @@ def handshake(proto: Any, request: Request, config: WsConfig) -> bool:
     if not valid_key(key):
         _refuse(proto, 400, b"Invalid Sec-WebSocket-Key\n")
         return True
+    state = proto.state
+    if state.shutting_down:  # it would be closed with 1001 at once: let it reconnect elsewhere
+        _refuse(proto, 503, b"Server shutting down\n")
+        return True
     peer = proto.resolve_peer(request)
     if peer is None:  # contradictory proxy headers: answered with 400
         return True
     client, scheme = peer
-    state = proto.state
     raw_path, query, path = target_parts(request.target, request.flags, state.root_path,
                                          state.root_path_bytes)
     subprotocols: list[str] = []
@@ -158,22 +187,30 @@ def handshake(proto: Any, request: Request, config: WsConfig) -> bool:
     if config.deflate and offers:
         deflate = PerMessageDeflate.negotiate(b", ".join(offers))
     transport = proto.transport
-    ws = WebSocketProtocol(proto.loop, transport, proto.conn, state.app, scope, key, deflate, config)
+    ws = WebSocketProtocol(proto.loop, transport, proto.conn, state.app, scope, key, deflate, config,
+                           state)
     pending = proto.conn.trailing_data()
     was_paused = proto.read_paused
+    state.upgraded.add(ws)
     proto.detach()
     transport.set_protocol(ws)
     ws.start(pending, was_paused)
     return True
 
 
-class WebSocketProtocol(asyncio.Protocol):
-    """One WebSocket connection after the upgrade request (see the module docstring)."""
+class WebSocketProtocol(asyncio.BufferedProtocol):
+    """One WebSocket connection after the upgrade request (see the module docstring).
+
+    A buffered protocol: the transport reads into the frame parser's buffer (`get_buffer`), so
+    received bytes are not first copied into a bytes object and then into a parse buffer.
+    `data_received` serves transports that do not read that way."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport, conn: Any,
                  app: Any, scope: dict[str, Any], key: bytes,
-                 deflate: tuple[PerMessageDeflate, bytes] | None, config: WsConfig) -> None:
+                 deflate: tuple[PerMessageDeflate, bytes] | None, config: WsConfig,
+                 state: ServerState | None = None) -> None:
         self.loop = loop
+        self.state = state
         self.transport = transport
         self.http = conn
         self.app = app
@@ -195,6 +232,13 @@ class WebSocketProtocol(asyncio.Protocol):
         self.disconnect_code: int | None = None  # set once the application must see a disconnect
         self.ping_handle: asyncio.TimerHandle | None = None
         self.pong_handle: asyncio.TimerHandle | None = None
+        self.write_handle: asyncio.TimerHandle | None = None
+        self.going_away = False  # the server is stopping: close with 1001 once accepted
+        self.handshake_view: memoryview | None = None
+        # send(): messages gathered while more received ones wait for the application
+        self.out: list[bytes] = []
+        self.out_size = 0
+        self.flush_handle: asyncio.Handle | None = None
         self.task: asyncio.Task[None] | None = None
 
     # --------------------------------------------------------------------------- lifecycle
@@ -223,6 +267,44 @@ class WebSocketProtocol(asyncio.Protocol):
                 log.error("ASGI callable returned a value (%s); ASGI 3 applications return None",
                           type(result).__name__)
             self._finish(error=False)
+        finally:
+            self.loop.call_soon(self._check_done)
+
+    def _check_done(self) -> None:
+        """Leave the server's bookkeeping once both the connection and the application are done."""
+        state = self.state
+        if state is not None and self.closed and (self.task is None or self.task.done()):
+            self.state = None
+            state.upgraded_closed(self)
+
+    # ------------------------------------------------------------------------------ shutdown
+
+    def shutdown(self) -> None:
+        """The server stops gracefully: close 1001 (see the module docstring)."""
+        if self.closed:
+            return
+        if self.phase == H_CONNECTING:
+            self.going_away = True  # answered right after the accept, if it comes
+        elif self.phase == H_OPEN:
+            self._go_away()
+
+    def _go_away(self) -> None:
+        ws = self.ws
+        if ws is None or self.closed:
+            return
+        self._write(ws.send_close(GOING_AWAY, "server shutting down"))
+        self._disconnected(GOING_AWAY, "")
+        self.loop.call_later(self.config.ping_timeout or CLOSE_TIMEOUT, self._abort_if_open)
+
+    def abort(self) -> asyncio.Task[None] | None:
+        """Drop the connection and cancel the application (the server's last resort)."""
+        if not self.closed:
+            self.transport.abort()
+        task = self.task
+        if task is None or task.done():
+            return None
+        task.cancel()
+        return task
 
     def _finish(self, error: bool) -> None:
         """The application returned: refuse, complete or close what it left open."""
@@ -252,6 +334,24 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # ---------------------------------------------------------------------- asyncio protocol
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        ws = self.ws
+        if ws is not None:
+            return ws.get_buffer()  # the parser's buffer (see WebSocketConnection.get_buffer)
+        view = self.handshake_view  # before the accept: bytes kept for later (see data_received)
+        if view is None:
+            view = self.handshake_view = memoryview(bytearray(16384))
+        return view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        ws = self.ws
+        if ws is None:
+            view = self.handshake_view
+            if view is not None:
+                self.data_received(view[:nbytes].tobytes())
+            return
+        self._handle(ws, ws.buffer_updated(nbytes))
+
     def data_received(self, data: bytes) -> None:
         ws = self.ws
         if ws is None:
@@ -264,9 +364,10 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _feed(self, data: bytes) -> None:
         ws = self.ws
-        if ws is None:
-            return
-        events = ws.receive_data(data)
+        if ws is not None:
+            self._handle(ws, ws.receive_data(data))
+
+    def _handle(self, ws: WebSocketConnection, events: list[Any]) -> None:
         queue = self.queue
         for event in events:
             kind = event[0]
@@ -303,6 +404,11 @@ class WebSocketProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timers()
+        self.out = []
+        handle = self.flush_handle
+        if handle is not None:
+            self.flush_handle = None
+            handle.cancel()
         if self.disconnect_code is None:
             self._disconnected(1006, "")
         for name in ("drain_waiter", "close_waiter"):
@@ -311,12 +417,27 @@ class WebSocketProtocol(asyncio.Protocol):
                 setattr(self, name, None)
                 if not waiter.done():
                     waiter.set_result(None)
+        self._check_done()
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        timeout = self.config.write_timeout
+        if timeout and self.write_handle is None and not self.closed:
+            self.write_handle = self.loop.call_later(timeout, self._write_timed_out)
+
+    def _write_timed_out(self) -> None:
+        self.write_handle = None
+        if self.write_paused and not self.closed:
+            log.debug("WebSocket client %s did not read for %ss: aborting", self.scope.get("client"),
+                      self.config.write_timeout)
+            self.transport.abort()  # connection_lost: 1006 for the application
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        handle = self.write_handle
+        if handle is not None:
+            self.write_handle = None
+            handle.cancel()
         waiter = self.drain_waiter
         if waiter is not None:
             self.drain_waiter = None
@@ -334,8 +455,23 @@ class WebSocketProtocol(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _write(self, data: bytes) -> None:
+        if self.out:  # gathered messages first
+            self._flush()
         if data and not self.closed and not self.transport.is_closing():
             self.transport.write(data)
+
+    def _flush(self) -> None:
+        """Write the gathered messages (one writev with uvloop)."""
+        handle = self.flush_handle
+        if handle is not None:
+            self.flush_handle = None
+            handle.cancel()
+        out = self.out
+        if out:
+            self.out = []
+            self.out_size = 0
+            if not self.closed and not self.transport.is_closing():
+                self.transport.writelines(out)
 
     def _wake(self) -> None:
         waiter = self.waiter
@@ -358,7 +494,7 @@ class WebSocketProtocol(asyncio.Protocol):
     # ----------------------------------------------------------------------------- keepalive
 
     def _cancel_timers(self) -> None:
-        for name in ("ping_handle", "pong_handle"):
+        for name in ("ping_handle", "pong_handle", "write_handle"):
             handle = getattr(self, name)
             if handle is not None:
                 handle.cancel()
@@ -404,6 +540,8 @@ class WebSocketProtocol(asyncio.Protocol):
                         "reason": getattr(self, "disconnect_reason", "")}
             if self.read_paused and self.ws is not None:
                 self._resume_reading()
+            if self.out:  # the application waits: what it sent goes now
+                self._flush()
             waiter = self.waiter = self.loop.create_future()
             await waiter
 
@@ -414,23 +552,46 @@ class WebSocketProtocol(asyncio.Protocol):
             if self.closed or self.ws is None or self.ws.state is not WsState.OPEN:
                 raise ClientDisconnected("the WebSocket connection is closed")
             if mtype == "websocket.send":
-                text = message.get("text")
-                data = message.get("bytes")
-                if text is not None:
-                    if not isinstance(text, str):
+                data = message.get("text")
+                if data is not None:
+                    if not isinstance(data, str):
                         raise ASGIProtocolError("websocket.send text must be str")
-                    self._write(self.ws.send_message(text))
-                elif data is not None:
-                    if not isinstance(data, (bytes, bytearray, memoryview)):
-                        raise ASGIProtocolError("websocket.send bytes must be bytes")
-                    self._write(self.ws.send_message(bytes(data)))
                 else:
-                    raise ASGIProtocolError("websocket.send needs text or bytes")
+                    data = message.get("bytes")
+                    if type(data) is not bytes:
+                        if data is None:
+                            raise ASGIProtocolError("websocket.send needs text or bytes")
+                        if not isinstance(data, (bytes, bytearray, memoryview)):
+                            raise ASGIProtocolError("websocket.send bytes must be bytes")
+                        data = bytes(data)
+                header, payload = self.ws.message_frame(data)
+                out = self.out
+                if self.queue:  # replies to a batch of received messages: one write for all
+                    out.append(header)
+                    out.append(payload)
+                    self.out_size += len(payload)
+                    if self.out_size > WRITEV_SIZE:
+                        self._flush()
+                    elif self.flush_handle is None:  # at the latest after this loop iteration
+                        self.flush_handle = self.loop.call_soon(self._flush)
+                elif out:
+                    out.append(header)
+                    out.append(payload)
+                    self._flush()
+                else:
+                    transport = self.transport
+                    if not transport.is_closing():
+                        if len(payload) > WRITEV_SIZE:  # no copy behind the header
+                            transport.writelines((header, payload))
+                        else:
+                            transport.write(header + payload)
                 if self.write_paused and not self.closed:
                     waiter = self.drain_waiter
                     if waiter is None:
                         waiter = self.drain_waiter = self.loop.create_future()
                     await waiter
+                    if self.closed:  # aborted (write timeout) before the client read it
+                        raise ClientDisconnected("the WebSocket connection is closed")
                 return
             if mtype == "websocket.close":
                 code = message.get("code") or 1000
@@ -490,7 +651,11 @@ class WebSocketProtocol(asyncio.Protocol):
         self._write(self.http.send_informational(101, headers))
         self.phase = H_OPEN
         self.ws = WebSocketConnection(self.config.max_size, deflate)
-        self._schedule_ping()
+        self.handshake_view = None  # from now on the transport reads into the parser's buffers
+        if self.going_away:  # the server began to stop before the accept
+            self._go_away()
+        else:
+            self._schedule_ping()
         pending = bytes(self.pending)
         self.pending = bytearray()
         if pending:  # now, before any byte that arrives later

@@ -1,9 +1,10 @@
 """The only module that touches the C library (`_cparser`, built by cffi in API mode).
 
 `HeadParser` turns a request head (or a trailer section) into a `Request`; `ChunkedDecoder` removes
-chunked framing; `FrameParser` parses WebSocket frames (tricorn_ws.c) and `ws_frame`/`ws_header`
-encode them. Each keeps its C state in a struct allocated once and reused, makes one C call per
-batch of available bytes, and raises `ProtocolError` (with the status hint chosen in C) on bad input.
+chunked framing; `FrameParser` parses WebSocket frames (tricorn_ws.c; in place, or as marshal data
+from a read buffer that a buffered transport fills) and `ws_frame`/`ws_header` encode them. Each
+keeps its C state in a struct allocated once and reused, makes one C call per batch of available
+bytes, and raises `ProtocolError` (with the status hint chosen in C) on bad input.
 
 Object building is the cost that matters here, so the C side writes its result in Python's marshal
 format: method, target, every field as a (lower-cased name, value) pair, flags and Content-Length.
@@ -12,9 +13,12 @@ and no Python loop per field. The format is pinned by a test that compares the r
 Python itself would marshal.
 
 Memory: per connection only the small C state structs live in the parser objects. The output buffers
-(about max_head_size for heads, 64 KiB for chunk data) are scratch space shared by all parsers of a
-thread, since each result is turned into Python objects before the next C call on that thread (cffi
-releases the GIL during C calls, so threads must not share them).
+(about max_head_size for heads, 64 KiB for chunk data, 256 KiB for WebSocket frames) are scratch
+space shared by all parsers of a thread, since each result is turned into Python objects before the
+next C call on that thread (cffi releases the GIL during C calls, so threads must not share them).
+So is the 256 KiB WebSocket read buffer (filled by a transport and parsed before the next read); a
+WebSocket parser owns a buffer only while a frame is incomplete (sized for that frame, freed once
+it is parsed).
 """
 
 from __future__ import annotations
@@ -177,8 +181,36 @@ class ChunkedDecoder:
 # ------------------------------------------------------------------------------ WebSocket frames
 
 WS_MAX_FRAMES: Final = 64
+WS_SCRATCH_SIZE: Final = 256 * 1024
+WS_SCRATCH_KEEP: Final = 1024 * 1024
+WS_MARSHAL_MAX: Final = 0x7FFFFFFF - 64
 _ws_parse = lib.tc_ws_parse
+_ws_parse_marshal = lib.tc_ws_parse_marshal
 _ws_header = lib.tc_ws_header
+
+
+WS_READ_SIZE: Final = 256 * 1024
+"""The per-thread read buffer `FrameParser.get_buffer` hands out when no frame is incomplete."""
+WS_READ_MIN: Final = 16 * 1024
+"""Free room a parser's own buffer offers a read after an incomplete frame (besides the rest of
+that frame, once its header told its size)."""
+
+
+def _ws_read_buffer() -> tuple[bytearray, memoryview, Any]:
+    buf = bytearray(WS_READ_SIZE)
+    _tls.wsin = triple = (buf, memoryview(buf), _from_buffer(buf))
+    return triple
+
+
+def _ws_scratch(size: int) -> tuple[int, Any, Any]:
+    """An output buffer for `FrameParser.feed` of at least `size` bytes (this thread's, unless it
+    is larger than WS_SCRATCH_KEEP: then it is freed after use)."""
+    size = max(size, WS_SCRATCH_SIZE)
+    out = ffi.new("char[]", size)
+    triple = (size, out, ffi.buffer(out))
+    if size <= WS_SCRATCH_KEEP:
+        _tls.ws = triple
+    return triple
 
 
 class FrameError(Exception):
@@ -190,22 +222,167 @@ class FrameError(Exception):
 
 
 class FrameParser:
-    """Parses WebSocket frames (RFC 6455) from a bytearray that grows at its end.
+    """Parses WebSocket frames (RFC 6455). Two ways to use one; all rules are checked in C in the
+    same pass (see tricorn_ws.c), and fragments are returned as they are, for the caller to join.
 
-    `parse(buf, start)` unmasks every complete frame of `buf[start:]` in place and returns a list of
-    `(opcode, fin, rsv1, payload, close_code)` tuples, with `consumed` set to the bytes they took
-    (an incomplete frame stays for the next call: pass the same bytes, grown). All rules are
-    checked in C in the same pass (see tricorn_ws.c); a violation raises `FrameError` after the
-    frames that precede it were returned. Fragments are returned as they are, for the caller to join.
+    - `parse(buf, start)`: `buf` is the caller's bytearray, growing at its end. Every complete frame
+      of `buf[start:]` is unmasked in place and returned as an `(opcode, fin, rsv1, payload,
+      close_code)` tuple, with `consumed` set to the bytes they took (an incomplete frame stays for
+      the next call: pass the same bytes, grown). A violation raises `FrameError` after the frames
+      that precede it were returned.
+    - `feed(data)`, or `get_buffer()` + `buffer_updated(n)` (a buffered transport reads straight
+      into the parser): the parser keeps an incomplete frame itself, and one C call writes every
+      complete frame as marshal data that one `marshal.loads` turns into objects -- a message in
+      one frame directly as its `str` / `bytes`. Errors set `error` (sticky) after the frames
+      before them. This is the fast way (WebSocketConnection uses it up to 2 GiB messages).
     """
 
-    __slots__ = ("_ws", "_frames", "consumed")
+    __slots__ = ("_ws", "_frames", "_own", "_start", "_fill", "_shared", "consumed")
 
     def __init__(self, max_size: int = 0, *, server: bool = True, rsv1: bool = False) -> None:
         options = (lib.TC_WS_MASK_REQUIRED if server else 0) | (lib.TC_WS_RSV1_ALLOWED if rsv1 else 0)
         self._ws = ffi.new("tc_ws *", {"max_size": max_size, "options": options})
-        self._frames = ffi.new("tc_ws_frame[]", WS_MAX_FRAMES)
+        self._frames: Any = None  # parse(): allocated on first use
+        # feed() / buffer_updated(): an incomplete frame waits in _own[_start:_fill]
+        self._own: bytearray | None = None
+        self._start = 0
+        self._fill = 0
+        self._shared = False  # get_buffer() handed out the thread's read buffer
         self.consumed = 0
+
+    @property
+    def buffered(self) -> int:
+        """feed() / buffer_updated(): bytes of an incomplete frame kept for the next call."""
+        return self._fill - self._start
+
+    def _reserve(self, extra: int) -> bytearray:
+        """Move the kept bytes to the front of the own buffer, with `extra` bytes free after them
+        (a new buffer, never a resize: a transport may still hold a view of the old one)."""
+        own, start, fill = self._own, self._start, self._fill
+        n = fill - start
+        if own is None or len(own) < n + extra:
+            new = bytearray(max(n + extra, 2 * len(own) if own is not None else 0, WS_READ_MIN))
+            if n and own is not None:
+                new[:n] = own[start:fill]
+            self._own = own = new
+        elif start:
+            own[:n] = own[start:fill]  # same length: no resize
+        self._start, self._fill = 0, n
+        return own
+
+    def _kept(self, data: Any, used: int, size: int) -> None:
+        """Keep data[used:size] (an incomplete frame) in the own buffer."""
+        left = size - used
+        own = self._reserve(left)
+        with memoryview(data) as view:
+            own[:left] = view[used:size]
+        self._fill = left
+
+    def _release(self) -> None:
+        """Nothing is kept: free the own buffer (an idle connection holds no buffer; making one
+        for the next incomplete frame costs little next to receiving it)."""
+        self._start = self._fill = 0
+        self._own = None
+
+    def _parse_marshal(self, src: Any, size: int, start: int) -> tuple[list[Any], int]:
+        """Every complete frame of src[start:size] as feed() items, and the bytes they took."""
+        ws = self._ws
+        try:
+            cap, out, view = _tls.ws
+        except AttributeError:
+            cap, out, view = _ws_scratch(0)
+        pos = start
+        items: list[Any] | None = None
+        while True:
+            n = _ws_parse_marshal(ws, src, size, pos, out, cap)
+            pos += ws.consumed
+            if n > 0:
+                if items is None:
+                    items = _loads(view)
+                else:
+                    items += _loads(view)
+            need = ws.need
+            if not need:
+                break
+            if n <= 0:  # one frame larger than the buffer: a larger one for it
+                cap, out, view = _ws_scratch(need)
+        return (items if items is not None else []), pos - start
+
+    def feed(self, data: bytes) -> list[Any]:
+        """Parse `data` (after what the previous calls left) and return an item per complete frame:
+        a message in one frame (text or binary, FIN, not compressed) as its `str` or `bytes`, any
+        other frame as `(opcode, fin, rsv1, payload, close_code)`. The input is not modified
+        (payloads are unmasked while copied, by one C call, into marshal data that one
+        `marshal.loads` turns into the objects); an incomplete frame is kept. After an error the
+        frames before it are returned and `error` is set (sticky). Messages are limited to 2 GiB
+        here (`parse` has no such limit)."""
+        if self._start == self._fill:
+            if type(data) is not bytes:
+                data = bytes(data)
+            size = len(data)
+            items, used = self._parse_marshal(data, size, 0)
+            if used < size:
+                self._kept(data, used, size)
+            elif self._fill:
+                self._release()
+            return items
+        own = self._reserve(len(data))
+        fill = self._fill
+        own[fill:fill + len(data)] = data
+        self._fill = fill = fill + len(data)
+        items, used = self._parse_marshal(_from_buffer(own), fill, 0)
+        self._start = used
+        if used == fill:
+            self._release()
+        return items
+
+    def get_buffer(self) -> memoryview:
+        """A writable buffer for the next received bytes (`asyncio.BufferedProtocol.get_buffer`),
+        then `buffer_updated(nbytes)`: bytes go from the socket straight to where they are
+        parsed. Without an incomplete frame that is this thread's read buffer (shared: it is
+        parsed before any other connection reads); with one, this parser's own buffer, after the
+        frame's first part and with room for the whole frame."""
+        if self._start == self._fill:
+            self._shared = True
+            try:
+                return _tls.wsin[1]  # type: ignore[no-any-return]
+            except AttributeError:
+                return _ws_read_buffer()[1]
+        self._shared = False
+        kept = self._fill - self._start
+        rest_of_frame = int(self._ws.pending) - kept  # 0 or less when its header is incomplete
+        own = self._reserve(max(rest_of_frame, 0) + WS_READ_MIN)
+        return memoryview(own)[self._fill:]
+
+    def buffer_updated(self, nbytes: int) -> list[Any]:
+        """The transport wrote `nbytes` into the last `get_buffer()`: the items, as `feed`."""
+        if self._shared:
+            self._shared = False
+            buf, _, c_buf = _tls.wsin  # get_buffer() made it
+            try:
+                cap, out, view = _tls.ws
+            except AttributeError:
+                cap, out, view = _ws_scratch(0)
+            ws = self._ws
+            n = _ws_parse_marshal(ws, c_buf, nbytes, 0, out, cap)  # usually all there is
+            used = ws.consumed
+            items: list[Any] = _loads(view) if n > 0 else []
+            if ws.need:  # the scratch buffer is full: the rest as feed() does it
+                more, more_used = self._parse_marshal(c_buf, nbytes, used)
+                items += more
+                used += more_used
+            if used < nbytes:
+                self._kept(buf, used, nbytes)
+            return items
+        own = self._own
+        if own is None:  # pragma: no cover - get_buffer() made it
+            return []
+        self._fill = fill = self._fill + nbytes
+        items, used = self._parse_marshal(_from_buffer(own), fill, self._start)
+        self._start += used
+        if self._start == fill:
+            self._release()
+        return items
 
     def allow_rsv1(self, on: bool = True) -> None:
         """Compressed messages (RSV1) are allowed once permessage-deflate is negotiated."""
@@ -226,6 +403,8 @@ class FrameParser:
     def parse(self, buf: bytearray, start: int = 0) -> list[tuple[int, int, int, bytes, int]]:
         ws = self._ws
         frames = self._frames
+        if frames is None:
+            frames = self._frames = ffi.new("tc_ws_frame[]", WS_MAX_FRAMES)
         out: list[tuple[int, int, int, bytes, int]] = []
         c_buf = _from_buffer(buf)
         total = 0

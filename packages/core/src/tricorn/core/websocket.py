@@ -14,7 +14,11 @@ A close frame received while OPEN is answered with the same code at once (-> CLO
     | ("close", code, reason)       the peer's close (code 1005 when it gave none)
     | ("error", code)               we failed the connection with this close code
 Bytes to send that the connection produced by itself (pongs, close replies) collect in `outgoing`;
-`data_to_send()` takes them.
+`data_to_send()` takes them. Received bytes come either as `receive_data(data)` or, for a buffered
+transport, written into `get_buffer()` and announced with `buffer_updated(n)` (the parser's read
+buffer: no copy into a bytes object first). Frames are parsed into marshal data (one C call, one
+`marshal.loads`) while `max_size` is under 2 GiB, in place otherwise. `send_message` /
+`message_frame` build headers in Python (cheaper than a C call for a few bytes).
 
 Handshake helpers (`accept_key`, `PerMessageDeflate.negotiate`) are here too, so the ASGI glue only
 maps messages.
@@ -29,13 +33,20 @@ import zlib
 from enum import Enum
 from typing import Any, Final
 
-from .parser import FrameError, FrameParser, utf8_valid, ws_frame, ws_header
+from .parser import WS_MARSHAL_MAX, FrameError, FrameParser, utf8_valid, ws_frame, ws_header
 
 GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 
 Event = tuple[Any, ...]
+
+
+# Headers of unmasked, unfragmented, uncompressed frames (RFC 6455 section 5.2), built here rather
+# than by the C encoder (ws_header) because a cffi call costs more than these few bytes.
+_SMALL_HEADERS: Final = {op: [bytes((0x80 | op, n)) for n in range(126)] for op in (OP_TEXT, OP_BINARY)}
+_pack_16: Final = struct.Struct("!BBH").pack
+_pack_64: Final = struct.Struct("!BBQ").pack
 
 
 class WsState(Enum):
@@ -161,13 +172,16 @@ class WebSocketConnection:
     """The server side of one WebSocket connection, sans I/O (see the module docstring)."""
 
     __slots__ = ("state", "parser", "buf", "deflate", "max_size", "_parts", "_opcode",
-                 "_compressed", "outgoing", "close_code", "close_reason", "close_sent")
+                 "_compressed", "outgoing", "close_code", "close_reason", "close_sent", "_marshal",
+                 "_read_view")
 
     def __init__(self, max_size: int = 16 * 1024 * 1024,
                  deflate: PerMessageDeflate | None = None) -> None:
         self.state = WsState.OPEN
         self.max_size = max_size
         self.parser = FrameParser(max_size, server=True, rsv1=deflate is not None)
+        self._marshal = 0 < max_size <= WS_MARSHAL_MAX
+        self._read_view: memoryview | None = None
         self.deflate = deflate
         self.buf = bytearray()
         self._parts: list[bytes] = []
@@ -181,16 +195,54 @@ class WebSocketConnection:
     # ------------------------------------------------------------------------------- receiving
 
     def receive_data(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
+        """Events for these received bytes."""
         if self.state is WsState.CLOSED:
-            return events
-        buf = self.buf
+            return []
+        if self._marshal:  # one C call + one marshal.loads; messages in one frame ready-made
+            return self._events(self.parser.feed(data))
+        buf = self.buf  # a --ws-max-size of 2 GiB or more (or none): the in-place parser
         buf += data
         try:
             frames = self.parser.parse(buf)
-            if self.parser.consumed:
-                del buf[:self.parser.consumed]
-            for opcode, fin, rsv1, payload, close_code in frames:
+        except FrameError as exc:
+            events: list[Event] = []
+            self._fail(exc.code, events)
+            return events
+        if self.parser.consumed:
+            del buf[:self.parser.consumed]
+        return self._events(frames)
+
+    def get_buffer(self) -> memoryview:
+        """Where the next received bytes should go (`asyncio.BufferedProtocol`): the parser's
+        buffer, so they are parsed where the socket wrote them; then `buffer_updated`."""
+        if self._marshal:
+            return self.parser.get_buffer()
+        view = self._read_view
+        if view is None:
+            view = self._read_view = memoryview(bytearray(65536))
+        return view
+
+    def buffer_updated(self, nbytes: int) -> list[Event]:
+        """`receive_data` for `nbytes` written into the last `get_buffer()`."""
+        if not self._marshal:
+            view = self._read_view
+            return self.receive_data(view[:nbytes].tobytes()) if view is not None else []
+        items = self.parser.buffer_updated(nbytes)
+        if self.state is WsState.CLOSED:
+            return []
+        return self._events(items)
+
+    def _events(self, frames: list[Any]) -> list[Event]:
+        events: list[Event] = []
+        parser = self.parser
+        try:
+            for frame in frames:
+                kind = type(frame)
+                if kind is str or kind is bytes:  # a whole message in one frame
+                    if self.state is WsState.OPEN:
+                        events.append(("text" if kind is str else "bytes", frame))
+                    continue
+                opcode, fin, rsv1, payload, close_code = frame
                 if opcode >= OP_CLOSE:
                     if self._control(opcode, payload, close_code, events):
                         return events  # the peer closed
@@ -217,8 +269,8 @@ class WebSocketConnection:
                     events.append(("text", payload.decode("utf-8")))
                 else:
                     events.append(("bytes", payload))
-            if self.parser.error:  # the frames before an error came first; now the error
-                raise FrameError(self.parser.error)
+            if parser.error:  # the frames before an error came first; now the error
+                raise FrameError(parser.error)
         except FrameError as exc:
             self._fail(exc.code, events)
         return events
@@ -266,15 +318,28 @@ class WebSocketConnection:
     # --------------------------------------------------------------------------------- sending
 
     def send_message(self, data: bytes | str) -> bytes:
-        if isinstance(data, str):
+        """One unfragmented frame (compressed when permessage-deflate is on and the message is
+        over 32 bytes)."""
+        header, payload = self.message_frame(data)
+        return header + payload
+
+    def message_frame(self, data: bytes | str) -> tuple[bytes, bytes]:
+        """`send_message` as (header, payload), so a large payload need not be copied behind its
+        header (the caller writes both, e.g. with `writelines`)."""
+        if type(data) is str:
             opcode, payload = OP_TEXT, data.encode("utf-8")
         else:
-            opcode, payload = OP_BINARY, data
+            opcode, payload = OP_BINARY, data  # type: ignore[assignment]
         deflate = self.deflate
         if deflate is not None and len(payload) > 32:
             payload = deflate.compress(payload)
-            return ws_header(opcode, len(payload), True, True) + payload
-        return ws_header(opcode, len(payload)) + payload
+            return ws_header(opcode, len(payload), True, True), payload
+        n = len(payload)
+        if n < 126:
+            return _SMALL_HEADERS[opcode][n], payload
+        if n < 65536:
+            return _pack_16(0x80 | opcode, 126, n), payload
+        return _pack_64(0x80 | opcode, 127, n), payload
 
     def send_ping(self, payload: bytes = b"") -> bytes:
         return ws_frame(OP_PING, payload)

@@ -78,6 +78,7 @@ class WorkerSetMixin(MasterState):
         waker = self._waker
         if waker is not None:
             waker.block()
+        forked_at = time.monotonic()  # before the fork: the child may be ready before we run again
         try:
             pid = os.fork()
         except OSError as exc:
@@ -93,7 +94,7 @@ class WorkerSetMixin(MasterState):
         if waker is not None:
             waker.unblock()
         worker.pid = pid
-        worker.spawned_at = time.monotonic()
+        worker.spawned_at = forked_at
         self.workers[pid] = worker
         self.log.info("Booting worker with pid: %d", pid)
         return worker

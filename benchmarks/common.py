@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BENCHMARKS = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -283,6 +284,36 @@ def ratio(a: float, b: float) -> str:
     if not b or a != a or b != b:
         return "n/a"
     return f"{a / b:.2f}x"
+
+
+def paired_ratio(cell: Cell, base: Cell | None, key: str, invert: bool = False) -> str:
+    """The median over rounds of this round's figure / the base's in the same round (the two were
+    measured a few seconds apart, so a change in the machine's load hits both); `invert` for
+    figures where lower is better (base / this)."""
+    if base is None:
+        return "n/a"
+    ratios = []
+    for mine, theirs in zip(cell.runs, base.runs, strict=False):
+        a, b = float(mine.get(key, 0.0)), float(theirs.get(key, 0.0))
+        if a and b:
+            ratios.append(b / a if invert else a / b)
+    return f"{statistics.median(ratios):.2f}x" if ratios else "n/a"
+
+
+def cells_from_report(report: dict[str, Any]) -> tuple[dict[tuple[str, str], Cell], list[str],
+                                                       list[str]]:
+    """(cells, server names, workloads) from a report written with ``--out``."""
+    cells: dict[tuple[str, str], Cell] = {}
+    names: list[str] = []
+    workloads: list[str] = []
+    for key, runs in report["results"].items():
+        name, workload = key.split("|")
+        cells[(name, workload)] = Cell(runs)
+        if name not in names:
+            names.append(name)
+        if workload not in workloads:
+            workloads.append(workload)
+    return cells, names, workloads
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]],

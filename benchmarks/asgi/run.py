@@ -38,10 +38,12 @@ from common import (  # noqa: E402
     CLK_TCK,
     Cell,
     Server,
+    cells_from_report,
     ensure_venv,
     ensure_wrk,
     free_port,
     markdown_table,
+    paired_ratio,
     pip_versions,
     ratio,
     run_wrk,
@@ -110,7 +112,14 @@ def main() -> int:
     parser.add_argument("--venv", type=Path, default=Path("/tmp/tricorn-asgi-bench-venv"))
     parser.add_argument("--out", type=Path, default=None, help="write raw results as JSON")
     parser.add_argument("--only", nargs="*", default=None, help="workload names to run")
+    parser.add_argument("--render", type=Path, default=None,
+                        help="only print the tables of a JSON file written by --out")
     args = parser.parse_args()
+    if args.render:
+        report = json.loads(args.render.read_text())
+        cells, names, workloads = cells_from_report(report)
+        print(render(report, names, workloads, cells, report.get("peak_rss_kib", {})))
+        return 0
 
     wrk_bin = ensure_wrk()
     bin_dir = ensure_venv(args.venv, PEERS, ["uvicorn", "gunicorn", "granian"])
@@ -178,11 +187,16 @@ def render(report: dict[str, object], names: list[str], workloads: list[str],
                 continue
             rps = cell.median("rps")
             rows.append([workload, name, f"{rps:,.0f}", ratio(rps, base_rps),
-                         f"{cell.median('p99_ms'):.2f}", f"{cell.median('cpu_us_per_req'):.1f}"])
+                         paired_ratio(cell, base, "rps"), f"{cell.median('p99_ms'):.2f}",
+                         f"{cell.median('cpu_us_per_req'):.1f}",
+                         paired_ratio(cell, base, "cpu_us_per_req", invert=True)])
     lines = [f"Rounds: {report['rounds']} x {report['duration']} s per measurement; "
-             f"medians; ratio = req/s / uvicorn's.", ""]
-    lines.append(markdown_table(["workload", "server", "req/s", "vs uvicorn", "p99 ms", "CPU us/req"],
-                                rows, [False, False, True, True, True, True]))
+             "medians; vs uvicorn = req/s / uvicorn's, of the medians and the median of the "
+             "per-round ratios (each round measures both a few seconds apart); CPU vs uvicorn = "
+             "uvicorn's CPU per request / this one's, per round.", ""]
+    lines.append(markdown_table(["workload", "server", "req/s", "vs uvicorn", "per round", "p99 ms",
+                                 "CPU us/req", "CPU vs uvicorn"],
+                                rows, [False, False, True, True, True, True, True, True]))
     lines.append("")
     lines.append(markdown_table(
         ["server", "peak RSS (MiB, median of rounds)"],

@@ -44,10 +44,12 @@ from common import (  # noqa: E402
     CLK_TCK,
     Cell,
     Server,
+    cells_from_report,
     clean_env,
     ensure_venv,
     free_port,
     markdown_table,
+    paired_ratio,
     pip_versions,
     ratio,
 )
@@ -224,32 +226,10 @@ def main() -> int:
 
 def render_file(path: Path) -> int:
     report = json.loads(path.read_text())
-    cells: dict[tuple[str, str], Cell] = {}
-    names: list[str] = []
-    workloads: list[str] = []
-    for key, runs in report["results"].items():
-        name, workload = key.split("|")
-        cells[(name, workload)] = Cell(runs)
-        if name not in names:
-            names.append(name)
-        if workload not in workloads:
-            workloads.append(workload)
+    cells, names, workloads = cells_from_report(report)
     workloads.sort(key=lambda w: list(WORKLOADS).index(w) if w in WORKLOADS else 99)
     print(render(report, names, workloads, cells))
     return 0
-
-
-def paired_ratio(cell: Cell, base: Cell | None, key: str, invert: bool = False) -> str:
-    """The median over rounds of this round's figure / uvicorn's in the same round (the two were
-    measured a few seconds apart, so a change in the machine's load hits both)."""
-    if base is None:
-        return "n/a"
-    ratios = []
-    for mine, theirs in zip(cell.runs, base.runs, strict=False):
-        a, b = float(mine.get(key, 0.0)), float(theirs.get(key, 0.0))
-        if a and b:
-            ratios.append(b / a if invert else a / b)
-    return f"{statistics.median(ratios):.2f}x" if ratios else "n/a"
 
 
 def render(report: dict[str, object], names: list[str], workloads: list[str],

@@ -206,7 +206,7 @@ def main() -> int:
             for workload in chosen:
                 for server in order:
                     url = f"http://127.0.0.1:{server.port}{WORKLOADS[workload]}"
-                    common.run_wrk(wrk_bin, url, CONNECTIONS, 1, args.wrk_cpu,
+                    common.run_wrk(wrk_bin, url, CONNECTIONS, 1, (), args.wrk_cpu,
                                    latency=False)  # warm-up
                     pids = server.pids()
                     before = common.cpu_ticks(pids)

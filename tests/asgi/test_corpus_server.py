@@ -19,16 +19,13 @@ fields do not resolve (from 127.0.0.1, trusted by default, or from anyone with
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import socket
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+import tricorn_conformance_harness as harness  # loaded by tests/conftest.py
 from asgi_support import ServerThread
 from tricorn.asgi.cycle import split_target
 from tricorn.asgi.settings import REGISTRY
@@ -36,27 +33,7 @@ from tricorn.core.events import Request
 from tricorn.core.proxy import ProxyHeaderError, TrustedPeers, resolve
 from tricorn.core.settings import parser_limits
 
-
-def _load_harness() -> Any:
-    """tests/conformance/harness.py, loaded by path under the name its conftest uses."""
-    name = "tricorn_conformance_harness"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "conformance" / "harness.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-harness = _load_harness()
-
-_missing = harness.corpus_missing_reason()
-if _missing is not None:
-    if os.environ.get("CI"):
-        raise RuntimeError(_missing)
-    pytest.skip(_missing, allow_module_level=True)
+harness.skip_module_without_corpus()
 
 SUPPORTED = {"limit_request_line", "limit_request_fields", "limit_request_field_size",
              "permit_obsolete_folding", "permit_unconventional_http_method",

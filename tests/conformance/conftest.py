@@ -11,30 +11,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-HERE = Path(__file__).resolve().parent
-
-
-def _load(name: str, filename: str) -> Any:
-    """A helper module of this folder, loaded by path (--import-mode=importlib: no packages)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE / filename)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-harness = _load("tricorn_conformance_harness", "harness.py")
+import tricorn_conformance_harness as harness  # loaded by tests/conftest.py
 
 # fixture name -> (corpus, kind), one per harness.KINDS
 CASE_FIXTURES = dict(zip(

@@ -121,6 +121,19 @@ def corpus_missing_reason() -> str | None:
     return None
 
 
+def skip_module_without_corpus() -> None:
+    """For a test module that runs the corpora through a server: skip the whole module when the
+    corpus folder is missing, except in CI (``$CI`` set), where that is an error."""
+    import pytest  # noqa: PLC0415  (the harness itself does not need pytest)
+
+    reason = corpus_missing_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        raise RuntimeError(reason)
+    pytest.skip(reason, allow_module_level=True)
+
+
 @dataclass(frozen=True)
 class Case:
     corpus: str  # "gunicorn", "llhttp", "http-garden"

@@ -23,17 +23,14 @@ protocol, casefold_http_method) are not generated.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-import os
 import socket
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+import tricorn_conformance_harness as harness  # loaded by tests/conftest.py
 from tricorn.core.events import F_UNDERSCORE_NAME, Request
 from tricorn.core.limits import ParserLimits
 from tricorn.core.proxy import ProxyHeaderError, TrustedPeers, resolve
@@ -41,27 +38,7 @@ from tricorn.core.settings import REGISTRY, parser_limits
 from tricorn.wsgi import settings as _wsgi_settings  # noqa: F401  (registers header_map...)
 from wsgi_support import HERE, ServerProcess, start_server
 
-
-def _load_harness() -> Any:
-    """tests/conformance/harness.py, loaded by path under the name its conftest uses."""
-    name = "tricorn_conformance_harness"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "conformance" / "harness.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-harness = _load_harness()
-
-_missing = harness.corpus_missing_reason()
-if _missing is not None:
-    if os.environ.get("CI"):
-        raise RuntimeError(_missing)
-    pytest.skip(_missing, allow_module_level=True)
+harness.skip_module_without_corpus()
 
 UNSUPPORTED = {"proxy_protocol", "casefold_http_method"}
 """Gunicorn settings of the corpus that tricorn-wsgi does not have: those cases are not run."""

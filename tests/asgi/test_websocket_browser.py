@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asgi_apps import lifespan
 from tricorn.core.websocket import PerMessageDeflate
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -111,12 +112,8 @@ class Recorder:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                kind = "startup" if msg["type"] == "lifespan.startup" else "shutdown"
-                await send({"type": f"lifespan.{kind}.complete"})
-                if kind == "shutdown":
-                    return
+            await lifespan(scope, receive, send)
+            return
         if scope["type"] == "websocket":
             self.offered += [v for k, v in scope["headers"] if k == b"sec-websocket-extensions"]
             await receive()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import importlib.util
 import os
 import random
 import re
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from arbiter_harness import alive, http_get, wait_for
+from test_servers import start
 
 # ----------------------------------------------------------------------------------------------
 # A1: kill -9 a worker every ~1 s under a request loop
@@ -335,18 +335,11 @@ def test_a16_ttou_removed_worker_finishes_in_flight_requests(tricorn) -> None:
 # ----------------------------------------------------------------------------------------------
 # A17: fairness of accept over four workers
 
-REAL = {"sync": ("wsgi_app:app", []), "gthread": ("wsgi_app:app", ["--threads", "4"]),
-        "asgi": ("asgi_app:app", [])}
-
-
 def _start(tricorn, server: str, *args: str):  # type: ignore[no-untyped-def]
+    """The test worker, or a real worker class (`test_servers.start`), bound to 127.0.0.1:0."""
     if server == "test":
-        return tricorn(*args)
-    package = "tricorn.asgi" if server == "asgi" else "tricorn.wsgi"
-    if importlib.util.find_spec(package) is None:
-        pytest.skip(f"{package} is not installed")
-    app, extra = REAL[server]
-    return tricorn(*extra, *args, worker_class=server, app=app)
+        return tricorn("-b", "127.0.0.1:0", *args)
+    return start(tricorn, server, *args)
 
 
 async def _burst(port: int, count: int) -> list[bytes | BaseException]:
@@ -382,7 +375,7 @@ def test_a17_thousand_concurrent_connections_spread_over_four_workers(
     accepts first: up to about two shares for one worker (measured 395 of 1000). See
     docs/arbiter.md."""
     workers, count = 4, 1000
-    master = _start(tricorn, server, "-w", str(workers), "-b", "127.0.0.1:0",
+    master = _start(tricorn, server, "-w", str(workers),
                     *(["--reuse-port"] if reuse_port else []))
     master.wait_ready(workers)
     time.sleep(0.2)
@@ -428,7 +421,7 @@ def _read_response(sock: socket.socket) -> tuple[bytes, bytes]:
 
 @pytest.mark.parametrize("server", ["gthread", "asgi"])
 def test_a18_worker_killed_with_idle_keep_alive_connection_closes_it(tricorn, server: str) -> None:
-    master = _start(tricorn, server, "-w", "2", "-b", "127.0.0.1:0", "--keep-alive", "30")
+    master = _start(tricorn, server, "-w", "2", "--keep-alive", "30")
     master.wait_ready(2)
     with socket.create_connection(("127.0.0.1", master.port), timeout=5) as sock:
         sock.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -522,7 +515,7 @@ def test_a13_sigterm_refuses_new_closes_idle_and_completes_in_flight(tricorn) ->
     workers, then SIGTERM: new connections are refused at once (the master and the workers
     close their listening sockets), idle connections are closed at once, every in-flight request
     completes with 200, and the master exits well within --graceful-timeout."""
-    master = _start(tricorn, "asgi", "-w", "2", "-b", "127.0.0.1:0", "--keep-alive", "30",
+    master = _start(tricorn, "asgi", "-w", "2", "--keep-alive", "30",
                     "--graceful-timeout", "10")
     master.wait_ready(2)
     outcome = asyncio.run(_term_scenario(master, in_flight=50, idle=100))

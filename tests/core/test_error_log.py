@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -31,19 +30,6 @@ from tricorn.core.logs import (
 # 2024-03-05 06:07:08.250 UTC
 T0 = 1709618828.25
 KEYS = ["time", "level", "logger", "message", "pid"]
-
-
-@pytest.fixture
-def clean_logging() -> Iterator[None]:
-    logger = logging.getLogger("tricorn")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    yield
-    for handler in list(logger.handlers):
-        if handler not in saved[0]:
-            logger.removeHandler(handler)
-            handler.close()
-    logger.setLevel(saved[1])
-    logger.propagate = saved[2]
 
 
 def make_record(msg: str = "hello", args: Any = None, level: int = logging.INFO,

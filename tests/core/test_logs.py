@@ -41,19 +41,6 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     time.tzset()
 
 
-@pytest.fixture
-def clean_logging() -> Iterator[None]:
-    logger = logging.getLogger("tricorn")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    yield
-    for handler in list(logger.handlers):
-        if handler not in saved[0]:
-            logger.removeHandler(handler)
-            handler.close()
-    logger.setLevel(saved[1])
-    logger.propagate = saved[2]
-
-
 def record(**changes: Any) -> AccessRecord:
     base = AccessRecord(
         remote_addr="192.0.2.7",

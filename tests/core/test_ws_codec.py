@@ -7,7 +7,7 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tricorn.core.parser import FrameError, FrameParser, utf8_valid, ws_frame, ws_header
+from tricorn.core.parser import WS_DIRECT_MIN, FrameError, FrameParser, utf8_valid, ws_frame, ws_header
 
 KEY = 0x37FA213D
 
@@ -337,3 +337,17 @@ def test_buffered_read_offers_room_for_the_whole_frame() -> None:
     buf[:len(frame) - 100] = frame[100:]
     del buf
     assert p.buffer_updated(len(frame) - 100) == [b"z" * 300_000] and p.buffered == 0
+
+
+def test_large_binary_messages_are_unmasked_straight_into_their_bytes() -> None:
+    """From WS_DIRECT_MIN bytes on, the C codec gives a binary message's place and Python unmasks
+    it into a new bytes object in one copy: the same messages, any mask key (its high bit too)."""
+    payloads = [bytes((i * 7 + n) & 0xFF for i in range(n)) for n in (WS_DIRECT_MIN - 1, WS_DIRECT_MIN,
+                                                                      70000)]
+    data = b"".join(ws_frame(2, payload, mask_key=0xF1E2D3C4) for payload in payloads)
+    data += ws_frame(2, payloads[2], mask_key=0x01020304) + client(1, b"t")
+    expected = [*payloads, payloads[2], "t"]
+    for sizes in ([], [5, 30000], [WS_DIRECT_MIN + 3, 1]):
+        for items, error in (feed_split(data, sizes), read_through_buffers(data, sizes)):
+            assert error == 0 and items == expected
+            assert [type(item) for item in items] == [bytes] * 4 + [str]

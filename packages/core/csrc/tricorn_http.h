@@ -183,7 +183,10 @@ int tc_decode_chunked(tc_chunked *st, const char *buf, size_t len, size_t start,
 
 enum {
     TC_WS_MASK_REQUIRED = 1,  /* frames must be masked (we are the server) */
-    TC_WS_RSV1_ALLOWED = 2    /* RSV1 marks a compressed message (permessage-deflate negotiated) */
+    TC_WS_RSV1_ALLOWED = 2,   /* RSV1 marks a compressed message (permessage-deflate negotiated) */
+    /* flags or-ed with tc_ws_parse_marshal's count of items */
+    TC_WS_ALL_PARSED = 0x40000000,  /* every input byte was parsed */
+    TC_WS_DIRECT_ITEMS = 0x20000000 /* some items are (offset, length, mask key): see direct_min */
 };
 
 typedef struct tc_ws_frame {
@@ -199,6 +202,11 @@ typedef struct tc_ws {
     /* set once by the caller */
     uint64_t max_size;        /* largest message (sum of its fragments); 0 = no limit; more: 1009 */
     uint32_t options;         /* TC_WS_* bits */
+    uint32_t direct_min;      /* tc_ws_parse_marshal: a binary message in one frame of at least this
+                                 many bytes (0: none) is not copied but written as the tuple
+                                 (payload offset in buf, length, mask key as a signed 32-bit int),
+                                 for the caller to unmask-copy (tc_ws_unmask_copy) into the object
+                                 it makes for it: one pass over a large payload instead of two */
     /* state kept between calls: zero it (tc_ws_reset) for a new connection */
     uint32_t message;         /* opcode (1 or 2) of the fragmented message in progress, else 0 */
     uint32_t compressed;      /* the message in progress is compressed (its text is checked later) */
@@ -237,7 +245,10 @@ int tc_ws_parse(tc_ws *ws, char *buf, size_t len, size_t start, tc_ws_frame *fra
  * A complete frame that does not fit in what is left of out_cap stops the call (ws->need: the
  * out_cap it needs alone); call again with start advanced by ws->consumed (and a larger out when
  * nothing fitted). Payloads must be under 2^31 - 64 bytes (a larger frame is error 1009).
- * Returns the number of items, or -1 (ws->error) when an error comes before any frame. */
+ * Returns the number of items, or -1 (ws->error) when an error comes before any frame; the number
+ * of items is or-ed with TC_WS_ALL_PARSED when the frames took the whole input (no error, no
+ * incomplete frame, nothing left for a larger out): then ws->consumed, ->need and ->error need not
+ * be read; and with TC_WS_DIRECT_ITEMS when an item is a direct_min tuple. */
 int tc_ws_parse_marshal(tc_ws *ws, const char *buf, size_t len, size_t start, char *out,
                         size_t out_cap);
 
@@ -248,6 +259,9 @@ int tc_ws_header(char *out, uint32_t opcode, uint32_t fin, uint32_t rsv1, uint64
 
 /* XOR buf[0:len] with the 4-byte mask key (network order), as if starting at mask offset `phase`. */
 void tc_ws_mask(char *buf, size_t len, uint32_t mask_key, uint32_t phase);
+
+/* dst[0:len] = src[0:len] unmasked with mask_key (0: a plain copy); the buffers must not overlap. */
+void tc_ws_unmask_copy(char *dst, const char *src, size_t len, uint32_t mask_key);
 
 /* 1 if buf[0:len] is complete and valid UTF-8, else 0. */
 int tc_ws_utf8_valid(const char *buf, size_t len);

@@ -206,15 +206,25 @@ static void put_le32(unsigned char *o, uint32_t v)
     o[3] = (unsigned char)(v >> 24);
 }
 
+void tc_ws_unmask_copy(char *dst, const char *src, size_t len, uint32_t mask_key)
+{
+    if (mask_key)
+        mask_copy((unsigned char *)dst, (const unsigned char *)src, len, mask_key);
+    else if (len)
+        memcpy(dst, src, len);
+}
+
 /* marshal output of tc_ws_parse_marshal: '[' count, then the items */
 typedef struct {
     unsigned char *out;
     size_t cap;
     size_t at;
+    uint32_t direct; /* (offset, length, mask key) items written */
 } mout;
 
 #define MARSHAL_MAX_PAYLOAD (0x7FFFFFFFu - 64u)
 #define TUPLE_OVERHEAD 27 /* ')' 5, 'i' op, 'i' fin, 'i' rsv1, 's' len ... , 'i' close code */
+#define DIRECT_ITEM 17    /* ')' 3, 'i' offset, 'i' length, 'i' mask key */
 
 /* The frame loop of tc_ws_parse (m == NULL: unmask in place, record frames) and
  * tc_ws_parse_marshal (m != NULL: unmask into m as marshal items; buf is not written). */
@@ -305,21 +315,25 @@ static int ws_parse(tc_ws *ws, char *buf, size_t len, size_t start, tc_ws_frame 
             unsigned close_code = 0;
             /* a message in one frame: one str/bytes item (marshal output) */
             int simple = (opcode == 1 || opcode == 2) && fin && !rsv1;
+            /* a large binary message in one frame: where it is, for the caller to copy */
+            int direct = m && simple && opcode == 2 && ws->direct_min && plen >= ws->direct_min;
             unsigned char *item = NULL;
             if (m) {
-                size_t need = (simple ? 5 : TUPLE_OVERHEAD) + (size_t)plen;
+                size_t need = direct ? DIRECT_ITEM : (simple ? 5 : TUPLE_OVERHEAD) + (size_t)plen;
                 unsigned char *dst;
                 if (m->at + need > m->cap) {
                     ws->need = 5 + need; /* the list header + this item */
                     break;
                 }
                 item = m->out + m->at;
-                dst = item + (simple ? 5 : 22);
-                if (masked && plen)
-                    mask_copy(dst, p + off, (size_t)plen, key);
-                else if (plen)
-                    memcpy(dst, p + off, (size_t)plen);
-                payload = dst;
+                if (!direct) {
+                    dst = item + (simple ? 5 : 22);
+                    if (masked && plen)
+                        mask_copy(dst, p + off, (size_t)plen, key);
+                    else if (plen)
+                        memcpy(dst, p + off, (size_t)plen);
+                    payload = dst;
+                }
             } else if (masked && plen) {
                 tc_ws_mask(buf + off, (size_t)plen, key, 0);
             }
@@ -368,7 +382,18 @@ static int ws_parse(tc_ws *ws, char *buf, size_t len, size_t start, tc_ws_frame 
                 ws->message_len = message_len;
             }
             if (m) {
-                if (simple) {
+                if (direct) {
+                    item[0] = ')';
+                    item[1] = 3;
+                    item[2] = 'i';
+                    put_le32(item + 3, (uint32_t)off);
+                    item[7] = 'i';
+                    put_le32(item + 8, (uint32_t)plen);
+                    item[12] = 'i';
+                    put_le32(item + 13, key);
+                    m->at += DIRECT_ITEM;
+                    m->direct++;
+                } else if (simple) {
                     item[0] = opcode == 1 ? 'u' : 's';
                     put_le32(item + 1, (uint32_t)plen);
                     m->at += 5 + (size_t)plen;
@@ -436,10 +461,15 @@ int tc_ws_parse_marshal(tc_ws *ws, const char *buf, size_t len, size_t start, ch
     m.out = (unsigned char *)out;
     m.cap = out_cap;
     m.at = 5;
+    m.direct = 0;
     /* buf is only read when m is given */
     n = ws_parse(ws, (char *)(uintptr_t)buf, len, start, NULL, 0xFFFFFFFFu, &m);
     m.out[0] = '[';
     put_le32(m.out + 1, n > 0 ? (uint32_t)n : 0);
     ws->out_len = m.at;
+    if (m.direct)
+        n |= TC_WS_DIRECT_ITEMS;
+    if (n >= 0 && !ws->error && !ws->need && ws->consumed == len - start)
+        return n | TC_WS_ALL_PARSED;
     return n;
 }

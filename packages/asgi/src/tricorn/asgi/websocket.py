@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from tricorn.core.events import Request
@@ -110,6 +111,15 @@ def config_from(cfg: Settings) -> WsConfig:
         deflate=get(cfg, asgi_settings.WS_PER_MESSAGE_DEFLATE),
         write_timeout=get(cfg, asgi_settings.TIMEOUT_WRITE),
     )
+
+
+def _as_bytes(data: Any) -> bytes:
+    """The ``bytes`` of a ``websocket.send`` that is not exactly `bytes`."""
+    if data is None:
+        raise ASGIProtocolError("websocket.send needs text or bytes")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ASGIProtocolError("websocket.send bytes must be bytes")
+    return bytes(data)
 
 
 def upgrade_handler(cfg: Settings | WsConfig) -> Any:
@@ -219,6 +229,7 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         self.offer = deflate
         self.config = config
         self.ws: WebSocketConnection | None = None
+        self.read_buffer: Callable[[], memoryview] | None = None  # ws.get_buffer once accepted
         self.phase = H_CONNECTING
         self.pending = bytearray()
         self.queue: collections.deque[dict[str, Any]] = collections.deque()
@@ -335,9 +346,9 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
     # ---------------------------------------------------------------------- asyncio protocol
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        ws = self.ws
-        if ws is not None:
-            return ws.get_buffer()  # the parser's buffer (see WebSocketConnection.get_buffer)
+        read_buffer = self.read_buffer
+        if read_buffer is not None:
+            return read_buffer()  # the parser's buffer (see WebSocketConnection.get_buffer)
         view = self.handshake_view  # before the accept: bytes kept for later (see data_received)
         if view is None:
             view = self.handshake_view = memoryview(bytearray(16384))
@@ -370,33 +381,39 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
     def _handle(self, ws: WebSocketConnection, events: list[Any]) -> None:
         queue = self.queue
         for event in events:
-            kind = event[0]
-            if kind == "text":
-                queue.append({"type": "websocket.receive", "text": event[1]})
-            elif kind == "bytes":
-                queue.append({"type": "websocket.receive", "bytes": event[1]})
-            elif kind == "pong":
-                handle = self.pong_handle
-                if handle is not None:
-                    handle.cancel()
-                    self.pong_handle = None
-            elif kind == "close":
-                self._write(ws.data_to_send())
-                self._disconnected(event[1], event[2])
-                self.transport.close()  # the server closes TCP first (RFC 6455 section 7.1.1)
+            kind = type(event)
+            if kind is bytes:
+                queue.append({"type": "websocket.receive", "bytes": event})
+            elif kind is str:
+                queue.append({"type": "websocket.receive", "text": event})
+            elif self._control(ws, event):
                 return
-            elif kind == "error":
-                self._write(ws.data_to_send())
-                self._disconnected(event[1], "")
-                self.transport.close()
-                return
-        out = ws.data_to_send()
-        if out:
-            self._write(out)
+        if ws.outgoing:  # pongs
+            self._write(ws.data_to_send())
         if queue:
             if len(queue) >= self.config.max_queue and not self.read_paused:
                 self._pause_reading()
-            self._wake()
+            waiter = self.waiter
+            if waiter is not None:
+                self.waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _control(self, ws: WebSocketConnection, event: tuple[Any, ...]) -> bool:
+        """A control event; True when it ended the connection."""
+        kind = event[0]
+        if kind == "pong":
+            handle = self.pong_handle
+            if handle is not None:
+                handle.cancel()
+                self.pong_handle = None
+            return False
+        if kind == "ping":
+            return False  # answered by the connection (its pong is in ws.outgoing)
+        self._write(ws.data_to_send())
+        self._disconnected(event[1], event[2] if kind == "close" else "")
+        self.transport.close()  # the server closes TCP first (RFC 6455 section 7.1.1)
+        return True
 
     def eof_received(self) -> bool | None:
         return False  # close: a WebSocket needs both directions
@@ -524,17 +541,16 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
     # ---------------------------------------------------------------------------------- ASGI
 
     async def receive(self) -> dict[str, Any]:
-        if not self.connected_sent:
-            self.connected_sent = True
-            return {"type": "websocket.connect"}
+        queue = self.queue
         while True:
-            queue = self.queue
-            if queue:
+            if queue:  # nothing is queued before the accept, so websocket.connect comes first
                 message = queue.popleft()
-                if self.read_paused and len(queue) < self.config.max_queue // 2 + 1 \
-                        and self.phase != H_CONNECTING:
-                    self._resume_reading()
+                if self.read_paused:
+                    self._maybe_resume_reading()
                 return message
+            if not self.connected_sent:
+                self.connected_sent = True
+                return {"type": "websocket.connect"}
             if self.disconnect_code is not None or self.closed:
                 return {"type": "websocket.disconnect", "code": self.disconnect_code or 1006,
                         "reason": getattr(self, "disconnect_reason", "")}
@@ -545,54 +561,62 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             waiter = self.waiter = self.loop.create_future()
             await waiter
 
+    def _maybe_resume_reading(self) -> None:
+        if len(self.queue) < self.config.max_queue // 2 + 1 and self.phase != H_CONNECTING:
+            self._resume_reading()
+
     async def send(self, message: dict[str, Any]) -> None:
+        if self.phase != H_OPEN or message.get("type") != "websocket.send":
+            await self._send_other(message)
+            return
+        data = message.get("text")  # the hot path: a message on an open connection
+        if data is None:
+            data = message.get("bytes")
+            if type(data) is not bytes:
+                data = _as_bytes(data)
+        elif type(data) is not str:
+            raise ASGIProtocolError("websocket.send text must be str")
+        header, payload = self.ws.message_frame(data)  # type: ignore[union-attr]
+        if self.queue or self.out:
+            self._gather(header, payload)
+        else:
+            transport = self.transport
+            if not transport.is_closing():
+                if len(payload) > WRITEV_SIZE:  # no copy behind the header
+                    transport.writelines((header, payload))
+                else:
+                    transport.write(header + payload)
+        if self.write_paused and not self.closed:
+            await self._drain()
+
+    def _gather(self, header: bytes, payload: bytes) -> None:
+        """Queue a message behind others: replies to a batch of received messages go in one write."""
+        out = self.out
+        out.append(header)
+        out.append(payload)
+        if not self.queue:  # the batch is answered
+            self._flush()
+            return
+        self.out_size += len(payload)
+        if self.out_size > WRITEV_SIZE:
+            self._flush()
+        elif self.flush_handle is None:  # at the latest after this loop iteration
+            self.flush_handle = self.loop.call_soon(self._flush)
+
+    async def _drain(self) -> None:
+        """Wait while the transport is paused (a slow reader)."""
+        waiter = self.drain_waiter
+        if waiter is None:
+            waiter = self.drain_waiter = self.loop.create_future()
+        await waiter
+        if self.closed:  # aborted (write timeout) before the client read it
+            raise ClientDisconnected("the WebSocket connection is closed")
+
+    async def _send_other(self, message: dict[str, Any]) -> None:
+        """Every `send()` but a message on an open connection."""
         mtype = message.get("type")
         phase = self.phase
         if phase == H_OPEN:
-            if self.closed or self.ws is None or self.ws.state is not WsState.OPEN:
-                raise ClientDisconnected("the WebSocket connection is closed")
-            if mtype == "websocket.send":
-                data = message.get("text")
-                if data is not None:
-                    if not isinstance(data, str):
-                        raise ASGIProtocolError("websocket.send text must be str")
-                else:
-                    data = message.get("bytes")
-                    if type(data) is not bytes:
-                        if data is None:
-                            raise ASGIProtocolError("websocket.send needs text or bytes")
-                        if not isinstance(data, (bytes, bytearray, memoryview)):
-                            raise ASGIProtocolError("websocket.send bytes must be bytes")
-                        data = bytes(data)
-                header, payload = self.ws.message_frame(data)
-                out = self.out
-                if self.queue:  # replies to a batch of received messages: one write for all
-                    out.append(header)
-                    out.append(payload)
-                    self.out_size += len(payload)
-                    if self.out_size > WRITEV_SIZE:
-                        self._flush()
-                    elif self.flush_handle is None:  # at the latest after this loop iteration
-                        self.flush_handle = self.loop.call_soon(self._flush)
-                elif out:
-                    out.append(header)
-                    out.append(payload)
-                    self._flush()
-                else:
-                    transport = self.transport
-                    if not transport.is_closing():
-                        if len(payload) > WRITEV_SIZE:  # no copy behind the header
-                            transport.writelines((header, payload))
-                        else:
-                            transport.write(header + payload)
-                if self.write_paused and not self.closed:
-                    waiter = self.drain_waiter
-                    if waiter is None:
-                        waiter = self.drain_waiter = self.loop.create_future()
-                    await waiter
-                    if self.closed:  # aborted (write timeout) before the client read it
-                        raise ClientDisconnected("the WebSocket connection is closed")
-                return
             if mtype == "websocket.close":
                 code = message.get("code") or 1000
                 reason = message.get("reason") or ""
@@ -650,7 +674,8 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             headers.append((lname, bytes(value)))
         self._write(self.http.send_informational(101, headers))
         self.phase = H_OPEN
-        self.ws = WebSocketConnection(self.config.max_size, deflate)
+        self.ws = ws = WebSocketConnection(self.config.max_size, deflate)
+        self.read_buffer = ws.get_buffer
         self.handshake_view = None  # from now on the transport reads into the parser's buffers
         if self.going_away:  # the server began to stop before the accept
             self._go_away()

@@ -187,6 +187,43 @@ WS_MARSHAL_MAX: Final = 0x7FFFFFFF - 64
 _ws_parse = lib.tc_ws_parse
 _ws_parse_marshal = lib.tc_ws_parse_marshal
 _ws_header = lib.tc_ws_header
+_WS_ALL_PARSED: Final = lib.TC_WS_ALL_PARSED
+_WS_DIRECT_ITEMS: Final = lib.TC_WS_DIRECT_ITEMS
+_unmask_copy = lib.tc_ws_unmask_copy
+WS_DIRECT_MIN: Final = 16 * 1024
+"""Binary messages of this size or more (in one frame) are unmasked straight from the read buffer
+into their `bytes` object (see `_fill_direct`), not first into the marshal data."""
+
+
+def _uninitialized_bytes() -> Any:
+    """``PyBytes_FromStringAndSize(NULL, n)``: a new `bytes` object of n bytes whose contents are
+    to be written before anyone else sees it (what CPython's own readers do). Through ctypes, as
+    cffi cannot return Python objects from C; ``bytes(n)`` (zero-filled: one more pass) elsewhere."""
+    try:
+        import ctypes
+
+        new = ctypes.pythonapi.PyBytes_FromStringAndSize
+    except (ImportError, AttributeError):  # pragma: no cover - not CPython
+        return lambda _none, size: bytes(size)
+    new.restype = ctypes.py_object
+    new.argtypes = (ctypes.c_char_p, ctypes.c_ssize_t)
+    return new
+
+
+_new_bytes = _uninitialized_bytes()
+
+
+def _fill_direct(items: list[Any], src: Any) -> None:
+    """Replace the (offset, length, mask key) items of a marshal result with their messages: one
+    unmasking copy from src (the parsed input) into a new `bytes` object each."""
+    if type(src) is bytes:
+        src = _from_buffer(src)
+    for i, item in enumerate(items):
+        if type(item) is tuple and len(item) == 3:
+            offset, length, key = item
+            message = _new_bytes(None, length)
+            _unmask_copy(_from_buffer(message), src + offset, length, key & 0xFFFFFFFF)
+            items[i] = message
 
 
 WS_READ_SIZE: Final = 256 * 1024
@@ -237,11 +274,12 @@ class FrameParser:
       before them. This is the fast way (WebSocketConnection uses it up to 2 GiB messages).
     """
 
-    __slots__ = ("_ws", "_frames", "_own", "_start", "_fill", "_shared", "consumed")
+    __slots__ = ("_ws", "_frames", "_own", "_start", "_fill", "_shared", "consumed", "error")
 
     def __init__(self, max_size: int = 0, *, server: bool = True, rsv1: bool = False) -> None:
         options = (lib.TC_WS_MASK_REQUIRED if server else 0) | (lib.TC_WS_RSV1_ALLOWED if rsv1 else 0)
-        self._ws = ffi.new("tc_ws *", {"max_size": max_size, "options": options})
+        self._ws = ffi.new("tc_ws *", {"max_size": max_size, "options": options,
+                                       "direct_min": WS_DIRECT_MIN})
         self._frames: Any = None  # parse(): allocated on first use
         # feed() / buffer_updated(): an incomplete frame waits in _own[_start:_fill]
         self._own: bytearray | None = None
@@ -249,6 +287,9 @@ class FrameParser:
         self._fill = 0
         self._shared = False  # get_buffer() handed out the thread's read buffer
         self.consumed = 0
+        self.error = 0
+        """The close code of an error found after the frames the last call returned, else 0
+        (sticky: every later call returns no frame)."""
 
     @property
     def buffered(self) -> int:
@@ -297,12 +338,16 @@ class FrameParser:
             n = _ws_parse_marshal(ws, src, size, pos, out, cap)
             pos += ws.consumed
             if n > 0:
+                more = _loads(view)
+                if n & _WS_DIRECT_ITEMS:
+                    _fill_direct(more, src)
                 if items is None:
-                    items = _loads(view)
+                    items = more
                 else:
-                    items += _loads(view)
+                    items += more
             need = ws.need
             if not need:
+                self.error = ws.error
                 break
             if n <= 0:  # one frame larger than the buffer: a larger one for it
                 cap, out, view = _ws_scratch(need)
@@ -365,8 +410,16 @@ class FrameParser:
                 cap, out, view = _ws_scratch(0)
             ws = self._ws
             n = _ws_parse_marshal(ws, c_buf, nbytes, 0, out, cap)  # usually all there is
+            if n >= _WS_ALL_PARSED:  # the common case: whole frames only, no error
+                items: list[Any] = _loads(view)
+                if n & _WS_DIRECT_ITEMS:
+                    _fill_direct(items, c_buf)
+                return items
             used = ws.consumed
-            items: list[Any] = _loads(view) if n > 0 else []
+            items = _loads(view) if n > 0 else []
+            if n > 0 and n & _WS_DIRECT_ITEMS:
+                _fill_direct(items, c_buf)
+            self.error = ws.error
             if ws.need:  # the scratch buffer is full: the rest as feed() does it
                 more, more_used = self._parse_marshal(c_buf, nbytes, used)
                 items += more
@@ -395,11 +448,6 @@ class FrameParser:
     def max_size(self) -> int:
         return int(self._ws.max_size)
 
-    @property
-    def error(self) -> int:
-        """The close code of an error found after the frames the last call returned, else 0."""
-        return int(self._ws.error)
-
     def parse(self, buf: bytearray, start: int = 0) -> list[tuple[int, int, int, bytes, int]]:
         ws = self._ws
         frames = self._frames
@@ -411,6 +459,7 @@ class FrameParser:
         with memoryview(buf) as view:  # released before the caller resizes buf
             while True:
                 n = _ws_parse(ws, c_buf, len(buf), start + total, frames, WS_MAX_FRAMES)
+                self.error = ws.error
                 if n < 0:
                     self.consumed = total
                     if out:  # the frames before the error first; it is raised by the next call

@@ -10,7 +10,9 @@ the closing handshake.
 States: OPEN -> CLOSING (we sent a close frame, waiting for the peer's) -> CLOSED (both close
 frames seen, or a protocol error: we sent a close frame and the caller must drop the connection).
 A close frame received while OPEN is answered with the same code at once (-> CLOSED). Events:
-    ("text", str) | ("bytes", bytes) | ("ping", bytes) | ("pong", bytes)
+    str | bytes                     a whole text / binary message, as it is (the common case:
+                                    the parser's list of items is returned unchanged)
+    | ("ping", bytes) | ("pong", bytes)
     | ("close", code, reason)       the peer's close (code 1005 when it gave none)
     | ("error", code)               we failed the connection with this close code
 Bytes to send that the connection produced by itself (pongs, close replies) collect in `outgoing`;
@@ -30,6 +32,7 @@ import base64
 import hashlib
 import struct
 import zlib
+from collections.abc import Callable
 from enum import Enum
 from typing import Any, Final
 
@@ -53,6 +56,10 @@ class WsState(Enum):
     OPEN = "open"
     CLOSING = "closing"
     CLOSED = "closed"
+
+
+_OPEN: Final = WsState.OPEN  # enum member lookups cost more than a global on the hot path
+_CLOSED: Final = WsState.CLOSED
 
 
 def accept_key(key: bytes) -> bytes:
@@ -173,7 +180,13 @@ class WebSocketConnection:
 
     __slots__ = ("state", "parser", "buf", "deflate", "max_size", "_parts", "_opcode",
                  "_compressed", "outgoing", "close_code", "close_reason", "close_sent", "_marshal",
-                 "_read_view")
+                 "_read_view", "get_buffer")
+
+    get_buffer: Callable[[], memoryview]
+    """Where the next received bytes should go (`asyncio.BufferedProtocol`), then
+    `buffer_updated`: the parser's read buffer, so they are parsed where the socket wrote them (an
+    attribute, not a method: the parser's own bound method when it parses to marshal data, one
+    call less per read)."""
 
     def __init__(self, max_size: int = 16 * 1024 * 1024,
                  deflate: PerMessageDeflate | None = None) -> None:
@@ -182,6 +195,7 @@ class WebSocketConnection:
         self.parser = FrameParser(max_size, server=True, rsv1=deflate is not None)
         self._marshal = 0 < max_size <= WS_MARSHAL_MAX
         self._read_view: memoryview | None = None
+        self.get_buffer = self.parser.get_buffer if self._marshal else self._bytes_buffer
         self.deflate = deflate
         self.buf = bytearray()
         self._parts: list[bytes] = []
@@ -196,7 +210,7 @@ class WebSocketConnection:
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Events for these received bytes."""
-        if self.state is WsState.CLOSED:
+        if self.state is _CLOSED:
             return []
         if self._marshal:  # one C call + one marshal.loads; messages in one frame ready-made
             return self._events(self.parser.feed(data))
@@ -212,11 +226,8 @@ class WebSocketConnection:
             del buf[:self.parser.consumed]
         return self._events(frames)
 
-    def get_buffer(self) -> memoryview:
-        """Where the next received bytes should go (`asyncio.BufferedProtocol`): the parser's
-        buffer, so they are parsed where the socket wrote them; then `buffer_updated`."""
-        if self._marshal:
-            return self.parser.get_buffer()
+    def _bytes_buffer(self) -> memoryview:
+        """`get_buffer` for the in-place parser (`receive_data` gets a copy of what was read)."""
         view = self._read_view
         if view is None:
             view = self._read_view = memoryview(bytearray(65536))
@@ -227,20 +238,28 @@ class WebSocketConnection:
         if not self._marshal:
             view = self._read_view
             return self.receive_data(view[:nbytes].tobytes()) if view is not None else []
-        items = self.parser.buffer_updated(nbytes)
-        if self.state is WsState.CLOSED:
+        parser = self.parser
+        items = parser.buffer_updated(nbytes)
+        state = self.state
+        if state is _OPEN and not parser.error:  # the common case: whole messages only
+            for item in items:
+                if type(item) is tuple:
+                    break
+            else:
+                return items
+        elif state is _CLOSED:
             return []
         return self._events(items)
 
     def _events(self, frames: list[Any]) -> list[Event]:
-        events: list[Event] = []
         parser = self.parser
+        events: list[Event] = []
         try:
             for frame in frames:
                 kind = type(frame)
                 if kind is str or kind is bytes:  # a whole message in one frame
-                    if self.state is WsState.OPEN:
-                        events.append(("text" if kind is str else "bytes", frame))
+                    if self.state is _OPEN:
+                        events.append(frame)
                     continue
                 opcode, fin, rsv1, payload, close_code = frame
                 if opcode >= OP_CLOSE:
@@ -263,12 +282,9 @@ class WebSocketConnection:
                     payload = self.deflate.decompress(payload, self.max_size)
                     if self._opcode == OP_TEXT and not utf8_valid(payload):
                         raise FrameError(1007)
-                if self.state is not WsState.OPEN:
+                if self.state is not _OPEN:
                     continue  # data after our close frame is discarded
-                if self._opcode == OP_TEXT:
-                    events.append(("text", payload.decode("utf-8")))
-                else:
-                    events.append(("bytes", payload))
+                events.append(payload.decode("utf-8") if self._opcode == OP_TEXT else payload)
             if parser.error:  # the frames before an error came first; now the error
                 raise FrameError(parser.error)
         except FrameError as exc:
@@ -278,7 +294,7 @@ class WebSocketConnection:
     def _control(self, opcode: int, payload: bytes, close_code: int, events: list[Event]) -> bool:
         """Handle a control frame; True once the peer's close frame has been handled."""
         if opcode == OP_PING:
-            if self.state is WsState.OPEN:
+            if self.state is _OPEN:
                 self.outgoing.append(ws_frame(OP_PONG, payload))
             events.append(("ping", payload))
         elif opcode == OP_PONG:
@@ -292,7 +308,7 @@ class WebSocketConnection:
         reason = payload[2:].decode("utf-8")
         self.close_code = close_code
         self.close_reason = reason
-        if self.state is WsState.OPEN:  # echo the code (RFC 6455 section 5.5.1)
+        if self.state is _OPEN:  # echo the code (RFC 6455 section 5.5.1)
             reply = b"" if close_code == 1005 else struct.pack("!H", close_code)
             self.outgoing.append(ws_frame(OP_CLOSE, reply))
             self.close_sent = close_code
@@ -346,7 +362,7 @@ class WebSocketConnection:
 
     def send_close(self, code: int = 1000, reason: str = "") -> bytes:
         """Our close frame (OPEN -> CLOSING); b"" once a close was sent."""
-        if self.close_sent is not None or self.state is WsState.CLOSED:
+        if self.close_sent is not None or self.state is _CLOSED:
             return b""
         payload = b"" if code == 1005 else struct.pack("!H", code) + reason.encode("utf-8")[:123]
         self.close_sent = code

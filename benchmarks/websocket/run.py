@@ -25,6 +25,19 @@ What it does (every step bounded in time):
   machine is shared) and of the client's CPU use (the share of its core it needed: well under 100%
   means the client was not the bottleneck) -- plus ratios to Uvicorn. Markdown on stdout, JSON with
   every raw figure in ``--out``.
+
+``--floor`` adds two servers, measured in the same rounds and the same way. ``c-floor``:
+benchmarks/websocket/floor.c, a minimal single-threaded C echo server (epoll, one read and one writev
+per batch of frames, unmasking in place, no copies; compiled on demand with gcc into
+/tmp/tricorn-ws-floor). It is the kernel's floor: the loopback TCP cost per message is the same for
+every server, so no server can go below c-floor's CPU per message, and the gap to it is what a
+server's own work costs. ``asgi-floor``: benchmarks/websocket/asgi_floor.py, run with the same Python
+as tricorn-asgi: a minimal ASGI server on asyncio + uvloop running app.py (a BufferedProtocol reading
+into tricorn's C frame parser, a deque and a future per connection, the app in a Task, frames written
+with transport.write; no validation, flow control, timers or logging). It is the floor for an ASGI
+server on asyncio + uvloop running this app: the event-loop and task-switch cost per message that
+every such server pays; the gap between it and tricorn-asgi is what tricorn's own per-message work
+costs.
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,22 +66,46 @@ from common import (  # noqa: E402
     paired_ratio,
     pip_versions,
     ratio,
+    sh,
 )
 
 HERE = Path(__file__).resolve().parent
 PEERS = ["uvicorn[standard]", "websockets"]
 WORKLOADS = {"64 B": 64, "64 KiB": 65536}
 PING_OFF = ["--ws-ping-interval", "3600", "--ws-ping-timeout", "3600"]
+FLOOR_SOURCE = HERE / "floor.c"
+FLOOR_BINARY = Path("/tmp/tricorn-ws-floor/floor")
 
 
-def versions(bin_dir: Path) -> dict[str, str]:
+def versions(bin_dir: Path, floor: bool = False) -> dict[str, str]:
     found = pip_versions(bin_dir / "python", ["uvicorn", "websockets", "uvloop", "httptools"])
     for name, version in pip_versions(sys.executable, ["tricorn-asgi", "tricorn-core", "uvloop"]).items():
         found[f"{name} (tricorn env)"] = version
+    if floor:
+        out = subprocess.run(["gcc", "--version"], capture_output=True, text=True, timeout=30).stdout
+        found["gcc (c-floor)"] = out.split("\n")[0].strip()
     return found
 
 
-def servers(bin_dir: Path) -> list[Server]:
+def build_floor() -> Path:
+    """The c-floor binary, compiled with gcc -O2 when it is missing or older than floor.c."""
+    binary = FLOOR_BINARY
+    if binary.exists() and binary.stat().st_mtime >= FLOOR_SOURCE.stat().st_mtime:
+        return binary
+    if shutil.which("gcc") is None:
+        raise SystemExit("--floor needs gcc")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    tmp = binary.with_name(f"{binary.name}.{os.getpid()}")
+    print(f"compiling {FLOOR_SOURCE.name} into {binary} ...", file=sys.stderr)
+    try:
+        sh("gcc", "-O2", "-Wall", "-Wextra", "-o", str(tmp), str(FLOOR_SOURCE), timeout=120)
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"compiling {FLOOR_SOURCE} failed:\n{exc.stderr}") from exc
+    tmp.replace(binary)  # atomic: a concurrent run never sees half a binary
+    return binary
+
+
+def servers(bin_dir: Path, floor: Path | None = None) -> list[Server]:
     env = clean_env()
     port = free_port()
     tricorn = Server("tricorn-asgi", [sys.executable, "-m", "tricorn.asgi", "app:app",
@@ -79,7 +117,15 @@ def servers(bin_dir: Path) -> list[Server]:
                                  "--port", str(port), "--loop", "uvloop", "--http", "httptools",
                                  "--ws", "websockets-sansio", "--no-access-log", "--log-level",
                                  "warning", *PING_OFF], port, HERE, env)
-    return [tricorn, uvicorn]
+    if floor is None:
+        return [tricorn, uvicorn]
+    port = free_port()
+    c_floor = Server("c-floor", [str(floor), "--host", "127.0.0.1", "--port", str(port)], port, HERE,
+                     env)
+    port = free_port()
+    asgi_floor = Server("asgi-floor", [sys.executable, str(HERE / "asgi_floor.py"), "--host",
+                                       "127.0.0.1", "--port", str(port)], port, HERE, env)
+    return [tricorn, uvicorn, c_floor, asgi_floor]
 
 
 def stat_ticks(pids: list[int]) -> tuple[int, int]:
@@ -173,6 +219,9 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", default=None, choices=list(WORKLOADS),
                         help="workloads to run")
     parser.add_argument("--servers", nargs="*", default=None, help="server names to run")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run c-floor (floor.c, a minimal C echo server: the kernel's "
+                        "floor) and asgi-floor (asgi_floor.py, a minimal ASGI server on uvloop)")
     parser.add_argument("--render", type=Path, default=None,
                         help="only print the tables of a JSON file written by --out")
     args = parser.parse_args()
@@ -181,7 +230,9 @@ def main() -> int:
 
     bin_dir = ensure_venv(args.venv, PEERS, ["uvicorn", "websockets", "uvloop", "httptools"])
     chosen = [w for w in WORKLOADS if args.only is None or w in args.only]
-    all_servers = [s for s in servers(bin_dir) if args.servers is None or s.name in args.servers]
+    floor = build_floor() if args.floor else None
+    all_servers = [s for s in servers(bin_dir, floor)
+                   if args.servers is None or s.name in args.servers]
     cells: dict[tuple[str, str], Cell] = {}
     started = time.time()
     load_before = os.getloadavg()
@@ -213,7 +264,7 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(),
                     "load_before": load_before, "load_after": os.getloadavg()},
-        "versions": versions(bin_dir),
+        "versions": versions(bin_dir, floor is not None),
         "rounds": args.rounds, "duration": args.duration, "connections": args.connections,
         "window": args.window, "client_procs": args.client_procs,
         "results": {f"{s}|{w}": c.runs for (s, w), c in cells.items()},

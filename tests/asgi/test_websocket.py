@@ -347,6 +347,30 @@ def test_frames_in_handshake_packet_and_byte_by_byte(server: Any) -> None:
             assert sock.recv(100) == b""
 
 
+class Label(str):
+    """A str subclass (as an enum member or a markup string would be)."""
+
+
+async def accept_first(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Accepts before receiving websocket.connect; answers with a str subclass."""
+    if scope["type"] != "websocket":
+        await echo(scope, receive, send)
+        return
+    await send({"type": "websocket.accept"})
+    await asyncio.sleep(0.2)  # the message the client sent with its handshake is queued by now
+    first, second = await receive(), await receive()
+    await send({"type": "websocket.send", "text": Label(f"{first['type']} {second.get('text')}")})
+    assert (await receive())["type"] == "websocket.disconnect"
+
+
+def test_connect_comes_first_even_after_an_early_accept(server: Any) -> None:
+    srv = server(accept_first, ws_per_message_deflate=False)
+    with socket.create_connection(srv.address, timeout=5) as sock:
+        sock.sendall(handshake_request() + ws_frame(1, b"hi", mask_key=7))
+        assert [(f[0], f[3]) for f in read_frames(sock, 1)] == [(1, b"websocket.connect hi")]
+        sock.sendall(ws_frame(8, struct.pack("!H", 1000), mask_key=4))
+
+
 def test_ping_keepalive_closes_dead_peer(server: Any) -> None:
     srv = server(echo, ws_ping_interval=0.2, ws_ping_timeout=0.3)
     with socket.create_connection(srv.address, timeout=5) as sock:

@@ -541,16 +541,16 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
     # ---------------------------------------------------------------------------------- ASGI
 
     async def receive(self) -> dict[str, Any]:
+        if not self.connected_sent:  # first, even for an application that accepted without it
+            self.connected_sent = True
+            return {"type": "websocket.connect"}
         queue = self.queue
         while True:
-            if queue:  # nothing is queued before the accept, so websocket.connect comes first
+            if queue:
                 message = queue.popleft()
                 if self.read_paused:
                     self._maybe_resume_reading()
                 return message
-            if not self.connected_sent:
-                self.connected_sent = True
-                return {"type": "websocket.connect"}
             if self.disconnect_code is not None or self.closed:
                 return {"type": "websocket.disconnect", "code": self.disconnect_code or 1006,
                         "reason": getattr(self, "disconnect_reason", "")}
@@ -575,7 +575,9 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             if type(data) is not bytes:
                 data = _as_bytes(data)
         elif type(data) is not str:
-            raise ASGIProtocolError("websocket.send text must be str")
+            if not isinstance(data, str):
+                raise ASGIProtocolError("websocket.send text must be str")
+            data = str(data)  # a subclass (an enum member, markup): sent as plain text
         header, payload = self.ws.message_frame(data)  # type: ignore[union-attr]
         if self.queue or self.out:
             self._gather(header, payload)

@@ -270,8 +270,10 @@ class FrameParser:
     - `feed(data)`, or `get_buffer()` + `buffer_updated(n)` (a buffered transport reads straight
       into the parser): the parser keeps an incomplete frame itself, and one C call writes every
       complete frame as marshal data that one `marshal.loads` turns into objects -- a message in
-      one frame directly as its `str` / `bytes`. Errors set `error` (sticky) after the frames
-      before them. This is the fast way (WebSocketConnection uses it up to 2 GiB messages).
+      one frame directly as its `str` / `bytes` (a binary one of `WS_DIRECT_MIN` bytes or more is
+      unmasked from the input straight into its `bytes` object instead, see `_fill_direct`).
+      Errors set `error` (sticky) after the frames before them. This is the fast way
+      (WebSocketConnection uses it up to 2 GiB messages).
     """
 
     __slots__ = ("_ws", "_frames", "_own", "_start", "_fill", "_shared", "consumed", "error")

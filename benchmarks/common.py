@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -277,6 +278,20 @@ class Cell:
 
     def total(self, key: str) -> float:
         return sum(float(r.get(key, 0.0)) for r in self.runs)
+
+
+def report_header(started: float, load_before: tuple[float, float, float],
+                  versions: dict[str, str]) -> dict[str, Any]:
+    """The first keys of every benchmark's JSON report: the command, when it started, the machine
+    (with its load average before and now) and the software versions."""
+    return {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(),
+                    "load_before": load_before, "load_after": os.getloadavg()},
+        "versions": versions,
+    }
 
 
 def ratio(a: float, b: float) -> str:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import socket
 import statistics
@@ -240,19 +239,16 @@ def main() -> int:
                   + ", ".join(f"{v:.1f}" for v in respawn[server.name]) + " ms",
                   file=sys.stderr, flush=True)
 
+    versions = {
+        **common.pip_versions(peers / "python",
+                              ["gunicorn", "uvicorn", "uvicorn-worker", "uvloop", "httptools"]),
+        **{f"{k} (tricorn env)": v for k, v in common.pip_versions(
+            sys.executable, ["tricorn-arbiter", "tricorn-asgi", "tricorn-wsgi", "tricorn-core",
+                             "uvloop"]).items()},
+        "wrk": common.wrk_version(wrk_bin),
+    }
     report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(),
-                    "load_before": load_before, "load_after": os.getloadavg()},
-        "versions": {**common.pip_versions(peers / "python",
-                                           ["gunicorn", "uvicorn", "uvicorn-worker", "uvloop",
-                                            "httptools"]),
-                     **{f"{k} (tricorn env)": v for k, v in common.pip_versions(
-                         sys.executable, ["tricorn-arbiter", "tricorn-asgi", "tricorn-wsgi",
-                                          "tricorn-core", "uvloop"]).items()},
-                     "wrk": common.wrk_version(wrk_bin)},
+        **common.report_header(started, load_before, versions),
         "rounds": args.rounds, "duration": args.duration, "workers": args.workers,
         "server_cpu": args.server_cpu, "wrk_cpu": args.wrk_cpu,
         "unavailable": unavailable,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from common import (  # noqa: E402
     paired_ratio,
     pip_versions,
     ratio,
+    report_header,
     run_wrk,
 )
 
@@ -159,12 +159,7 @@ def main() -> int:
 
     names = [s.name for s in all_servers]
     report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(),
-                    "load_before": load_before, "load_after": os.getloadavg()},
-        "versions": versions(bin_dir),
+        **report_header(started, load_before, versions(bin_dir)),
         "rounds": args.rounds, "duration": args.duration,
         "results": {f"{s}|{w}": c.runs for (s, w), c in cells.items()},
         "peak_rss_kib": rss,

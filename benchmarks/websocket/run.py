@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -66,6 +65,7 @@ from common import (  # noqa: E402
     paired_ratio,
     pip_versions,
     ratio,
+    report_header,
     sh,
 )
 
@@ -259,12 +259,7 @@ def main() -> int:
 
     names = [s.name for s in all_servers]
     report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(),
-                    "load_before": load_before, "load_after": os.getloadavg()},
-        "versions": versions(bin_dir, floor is not None),
+        **report_header(started, load_before, versions(bin_dir, floor is not None)),
         "rounds": args.rounds, "duration": args.duration, "connections": args.connections,
         "window": args.window, "client_procs": args.client_procs,
         "results": {f"{s}|{w}": c.runs for (s, w), c in cells.items()},
